@@ -1,0 +1,35 @@
+"""Where the agent gets the time from.
+
+The daemon uses the wall clock. A replay drives a :class:`VirtualClock` forward as it plays a scenario, so the
+agent's code path is the same at real time and at a thousand times real time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the Unix epoch (UTC)."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class VirtualClock:
+    """A clock that only moves when told to, and never backwards."""
+
+    def __init__(self, start: float) -> None:
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance_to(self, t: float) -> None:
+        if t > self._now:
+            self._now = t
