@@ -1,0 +1,336 @@
+"""The agent's configuration: a TOML file read once at start into frozen dataclasses.
+
+Every value is checked here, before anything starts. A bad value raises :class:`~agent.errors.ConfigError`
+naming the dotted key, the value and the problem; ``vigil run`` turns that into one line and exit code 2.
+
+Defaults and where they come from:
+
+* Glucose thresholds are the international consensus ranges (Battelino et al., "Clinical Targets for
+  Continuous Glucose Monitoring Data Interpretation", Diabetes Care 2019;42:1593): level 2 hypoglycaemia
+  < 54 mg/dL, level 1 < 70 mg/dL, above range > 180 mg/dL, level 2 hyperglycaemia > 250 mg/dL.
+* Heart rate: a resting adult range of 40-120 bpm is the default band; tachycardia and bradycardia must be
+  sustained (``hr_sustain_s``) before they raise, so a sprint for the bus does not page a caregiver.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEVICE_KINDS = ("hr_strap", "cgm")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per-wearer alert thresholds. Glucose in mg/dL, heart rate in beats per minute."""
+
+    glucose_urgent_low: float = 54.0
+    glucose_low: float = 70.0
+    glucose_high: float = 180.0
+    glucose_urgent_high: float = 250.0
+    # A raised glucose alert clears only once the value is this far back on the safe side.
+    glucose_hysteresis: float = 5.0
+    hr_low: float = 40.0
+    hr_high: float = 120.0
+    hr_hysteresis: float = 5.0
+    # Heart-rate alerts need the condition to hold this long (seconds) before they raise.
+    hr_sustain_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """One BLE peripheral worn by a wearer. Found by address, or else by advertised name."""
+
+    kind: str
+    address: str | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.address or self.name or self.kind
+
+
+@dataclass(frozen=True)
+class WearerConfig:
+    """A wearer, known only by a pseudonymous id that appears in topics."""
+
+    id: str
+    devices: tuple[DeviceConfig, ...]
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    root: str = "vigil"
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive_s: int = 30
+    # Alerts always carry the value and thresholds behind them; the raw input window (RR series, glucose
+    # trace) a model saw is added only when this is true. Medical data stays on the device unless asked for.
+    include_raw: bool = False
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    id: str = "agent-1"
+    site: str = "home"
+    db: Path = Path("vigil.db")
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    agent: AgentConfig
+    mqtt: MqttConfig
+    wearers: tuple[WearerConfig, ...]
+
+    def wearer(self, wearer_id: str) -> WearerConfig:
+        for w in self.wearers:
+            if w.id == wearer_id:
+                return w
+        raise KeyError(wearer_id)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("--config", str(p), "file not found") from None
+    except OSError as exc:
+        raise ConfigError("--config", str(p), f"cannot read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", str(p), f"not valid TOML: {exc}") from exc
+    return parse_config(data, base_dir=p.parent)
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
+    """Validate a configuration already parsed into dicts (from TOML or built in code)."""
+    _reject_unknown(data, "", {"agent", "mqtt", "wearers"})
+    agent = _parse_agent(_table(data, "agent"), base_dir)
+    mqtt = _parse_mqtt(_table(data, "mqtt"), base_dir)
+    raw_wearers = data.get("wearers")
+    if raw_wearers is None:
+        raise ConfigError("wearers", None, "at least one [[wearers]] table is required")
+    if not isinstance(raw_wearers, list) or not raw_wearers:
+        raise ConfigError("wearers", raw_wearers, "must be a non-empty array of tables ([[wearers]])")
+    wearers = tuple(_parse_wearer(w, f"wearers[{i}]") for i, w in enumerate(raw_wearers))
+    seen: set[str] = set()
+    for i, w in enumerate(wearers):
+        if w.id in seen:
+            raise ConfigError(f"wearers[{i}].id", w.id, "duplicate wearer id")
+        seen.add(w.id)
+    return Config(agent=agent, mqtt=mqtt, wearers=wearers)
+
+
+def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
+    _reject_unknown(t, "agent", {"id", "site", "db", "log_level"})
+    d = AgentConfig()
+    db = _path(t, "agent", "db", base_dir) or d.db
+    level = _str(t, "agent", "log_level", d.log_level)
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("agent.log_level", level, "must be one of debug, info, warning, error")
+    return AgentConfig(
+        id=_ident(t, "agent", "id", d.id),
+        site=_ident(t, "agent", "site", d.site),
+        db=db,
+        log_level=level,
+    )
+
+
+def _parse_mqtt(t: Mapping[str, Any], base_dir: Path | None) -> MqttConfig:
+    keys = {
+        "host", "port", "root", "client_id", "username", "password", "password_file", "tls", "ca_file",
+        "cert_file", "key_file", "keepalive_s", "include_raw",
+    }  # fmt: skip
+    _reject_unknown(t, "mqtt", keys)
+    d = MqttConfig()
+    port = _int(t, "mqtt", "port", d.port)
+    if not 1 <= port <= 65535:
+        raise ConfigError("mqtt.port", port, "must be between 1 and 65535")
+    keepalive = _int(t, "mqtt", "keepalive_s", d.keepalive_s)
+    if not 5 <= keepalive <= 3600:
+        raise ConfigError("mqtt.keepalive_s", keepalive, "must be between 5 and 3600 seconds")
+    root = _str(t, "mqtt", "root", d.root)
+    if not root or any(c in root for c in "#+") or root.startswith("/") or root.endswith("/"):
+        raise ConfigError("mqtt.root", root, "must be a topic prefix without wildcards or outer slashes")
+    password = t.get("password")
+    if password is not None and not isinstance(password, str):
+        raise ConfigError("mqtt.password", "***", "must be a string")
+    password_file = _path(t, "mqtt", "password_file", base_dir)
+    if password_file is not None:
+        if password is not None:
+            raise ConfigError("mqtt.password_file", str(password_file), "give password or password_file, not both")
+        try:
+            password = password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("mqtt.password_file", str(password_file), f"cannot read: {exc.strerror}") from exc
+    username = t.get("username")
+    if username is not None and not isinstance(username, str):
+        raise ConfigError("mqtt.username", username, "must be a string")
+    if password is not None and username is None:
+        raise ConfigError("mqtt.username", None, "a password needs a username")
+    tls = _bool(t, "mqtt", "tls", d.tls)
+    ca_file = _path(t, "mqtt", "ca_file", base_dir, must_exist=True)
+    cert_file = _path(t, "mqtt", "cert_file", base_dir, must_exist=True)
+    key_file = _path(t, "mqtt", "key_file", base_dir, must_exist=True)
+    if (cert_file is None) != (key_file is None):
+        raise ConfigError("mqtt.key_file" if key_file is None else "mqtt.cert_file", None,
+                          "a client certificate needs both cert_file and key_file")  # fmt: skip
+    if not tls and (ca_file or cert_file):
+        raise ConfigError("mqtt.tls", tls, "ca_file/cert_file are set but tls is false")
+    client_id = t.get("client_id")
+    if client_id is not None and (not isinstance(client_id, str) or not client_id):
+        raise ConfigError("mqtt.client_id", client_id, "must be a non-empty string")
+    return MqttConfig(
+        host=_str(t, "mqtt", "host", d.host),
+        port=port,
+        root=root,
+        client_id=client_id,
+        username=username,
+        password=password,
+        tls=tls,
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        keepalive_s=keepalive,
+        include_raw=_bool(t, "mqtt", "include_raw", d.include_raw),
+    )
+
+
+def _parse_wearer(raw: object, where: str) -> WearerConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(where, raw, "must be a table")
+    _reject_unknown(raw, where, {"id", "devices", "thresholds"})
+    if "id" not in raw:
+        raise ConfigError(f"{where}.id", None, "required: a pseudonymous wearer id (letters, digits, _ . -)")
+    wid = _ident(raw, where, "id", "")
+    devs_raw = raw.get("devices")
+    if not isinstance(devs_raw, list) or not devs_raw:
+        raise ConfigError(f"{where}.devices", devs_raw, "must be a non-empty array of tables ([[wearers.devices]])")
+    devices = tuple(_parse_device(d, f"{where}.devices[{i}]") for i, d in enumerate(devs_raw))
+    thresholds = _parse_thresholds(_table(raw, "thresholds", where), f"{where}.thresholds")
+    return WearerConfig(id=wid, devices=devices, thresholds=thresholds)
+
+
+def _parse_device(raw: object, where: str) -> DeviceConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(where, raw, "must be a table")
+    _reject_unknown(raw, where, {"kind", "address", "name"})
+    kind = raw.get("kind")
+    if kind not in DEVICE_KINDS:
+        raise ConfigError(f"{where}.kind", kind, f"must be one of {', '.join(DEVICE_KINDS)}")
+    address = raw.get("address")
+    name = raw.get("name")
+    if address is not None and (not isinstance(address, str) or not address):
+        raise ConfigError(f"{where}.address", address, "must be a non-empty string")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigError(f"{where}.name", name, "must be a non-empty string")
+    return DeviceConfig(kind=str(kind), address=address, name=name)
+
+
+def _parse_thresholds(t: Mapping[str, Any], where: str) -> Thresholds:
+    d = Thresholds()
+    names = set(Thresholds.__dataclass_fields__)
+    _reject_unknown(t, where, names)
+    values: dict[str, float] = {}
+    for name in names:
+        v = t.get(name, getattr(d, name))
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{where}.{name}", v, "must be a non-negative number")
+        values[name] = float(v)
+    th = Thresholds(**values)
+    order = [
+        ("glucose_urgent_low", "glucose_low"),
+        ("glucose_low", "glucose_high"),
+        ("glucose_high", "glucose_urgent_high"),
+        ("hr_low", "hr_high"),
+    ]
+    for lo, hi in order:
+        if getattr(th, lo) >= getattr(th, hi):
+            raise ConfigError(f"{where}.{lo}", getattr(th, lo), f"must be below {hi} ({getattr(th, hi)})")
+    return th
+
+
+def _table(t: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:
+    v = t.get(key, {})
+    if not isinstance(v, Mapping):
+        raise ConfigError(_dotted(where, key), v, "must be a table")
+    return v
+
+
+def _reject_unknown(t: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+    for k in t:
+        if k not in allowed:
+            raise ConfigError(_dotted(where, k), t[k], f"unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def _dotted(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _str(t: Mapping[str, Any], where: str, key: str, default: str) -> str:
+    v = t.get(key, default)
+    if not isinstance(v, str) or not v:
+        raise ConfigError(_dotted(where, key), v, "must be a non-empty string")
+    return v
+
+
+def _ident(t: Mapping[str, Any], where: str, key: str, default: str) -> str:
+    v = _str(t, where, key, default)
+    if not _ID_RE.match(v):
+        raise ConfigError(_dotted(where, key), v, "must be 1-64 letters, digits, '_', '.' or '-' (it is a topic level)")
+    return v
+
+
+def _int(t: Mapping[str, Any], where: str, key: str, default: int) -> int:
+    v = t.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(_dotted(where, key), v, "must be an integer")
+    return v
+
+
+def _bool(t: Mapping[str, Any], where: str, key: str, default: bool) -> bool:
+    v = t.get(key, default)
+    if not isinstance(v, bool):
+        raise ConfigError(_dotted(where, key), v, "must be true or false")
+    return v
+
+
+def _path(
+    t: Mapping[str, Any], where: str, key: str, base_dir: Path | None, *, must_exist: bool = False
+) -> Path | None:
+    v = t.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v:
+        raise ConfigError(_dotted(where, key), v, "must be a non-empty path string")
+    p = Path(v).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    if must_exist and not p.is_file():
+        raise ConfigError(_dotted(where, key), v, "file not found")
+    return p

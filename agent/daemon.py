@@ -1,0 +1,134 @@
+"""The daemon: wires the BLE links, the core, the store and the publisher together and runs them until told
+to stop. ``vigil run`` calls :func:`run_daemon` with the wall clock and bleak's platform backends; a replay
+calls it with a virtual clock and the simulator's backends, so both run the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent import __version__
+from agent.ble import DeviceLink
+from agent.clock import Clock, SystemClock
+from agent.config import Config
+from agent.core import Agent
+from agent.mqtt import Publisher, status_payload
+from agent.store import Store
+from agent.topics import status_topic
+
+log = logging.getLogger("vigil.daemon")
+
+STATUS_EVERY_S = 30.0
+
+
+@dataclass
+class RunResult:
+    agent: Agent
+    publisher: Publisher
+    flushed: bool
+
+
+def _status(agent: Agent, pub: Publisher, started: float) -> bytes:
+    links = {w: dict(ws.links) for w, ws in agent.wearers.items()}
+    return status_payload(
+        "online",
+        agent=agent.cfg.agent.id,
+        version=__version__,
+        uptime_s=round(time.monotonic() - started, 1),
+        outbox_depth=agent.store.outbox_depth(),
+        intake_depth=agent.queue.qsize(),
+        dropped=agent.stats.dropped,
+        rejected=agent.stats.rejected,
+        storage="ok",
+        models=[],
+        links=links,
+    )
+
+
+async def run_daemon(
+    cfg: Config,
+    *,
+    clock: Clock | None = None,
+    scanner_backend: Any = None,
+    client_backend: Any = None,
+    until: Callable[[Agent], Awaitable[None]] | None = None,
+    flush_timeout: float = 10.0,
+    install_signal_handlers: bool = False,
+    on_ready: Callable[[Agent, Publisher], None] | None = None,
+) -> RunResult:
+    """Run the agent until ``until(agent)`` returns, or SIGTERM/SIGINT when ``install_signal_handlers``.
+
+    On the way out: the intake is drained into the store, the outbox flushed to the broker (bounded by
+    ``flush_timeout``), and the retained status set to offline.
+    """
+    clock = clock or SystemClock()
+    store = Store(cfg.agent.db)
+    topic = status_topic(cfg.mqtt.root, cfg.agent.site, cfg.agent.id)
+    offline = status_payload("offline", agent=cfg.agent.id)
+    publisher = Publisher(cfg.mqtt, store, client_id=cfg.mqtt.client_id or f"vigil-{cfg.agent.id}",
+                          status_topic=topic, offline_payload=offline)  # fmt: skip
+    agent = Agent(cfg, store, on_outbox=publisher.wake)
+    started = time.monotonic()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signal_handlers:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+    async def heartbeat() -> None:
+        was_connected = False
+        last = 0.0
+        while True:
+            now = time.monotonic()
+            if publisher.connected and (not was_connected or now - last >= STATUS_EVERY_S):
+                publisher.publish_direct(topic, _status(agent, publisher, started), retain=True)
+                last = now
+            was_connected = publisher.connected
+            await asyncio.sleep(0.2)
+
+    tasks = [
+        asyncio.create_task(agent.process(), name="core"),
+        asyncio.create_task(publisher.run(), name="publisher"),
+        asyncio.create_task(heartbeat(), name="heartbeat"),
+    ]
+    for wearer in cfg.wearers:
+        for device in wearer.devices:
+            link = DeviceLink(wearer.id, device, agent.accept, clock, scanner_backend=scanner_backend,
+                              client_backend=client_backend, on_state=agent.link_state)  # fmt: skip
+            tasks.append(asyncio.create_task(link.run(), name=f"link:{wearer.id}:{device.label}"))
+    if on_ready is not None:
+        on_ready(agent, publisher)
+    waiter = asyncio.create_task(until(agent) if until else stop.wait(), name="until")
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        done, _ = await asyncio.wait([waiter, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t not in (waiter, stopper) and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+    finally:
+        # Stop the links first so nothing new arrives, then drain, flush and say goodbye.
+        for t in tasks[3:]:
+            t.cancel()
+        await asyncio.gather(*tasks[3:], return_exceptions=True)
+        tasks[0].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tasks[0]
+        await agent.drain()
+        publisher.wake()
+        flushed = await publisher.flush(flush_timeout)
+        if not flushed:
+            log.warning("stopping with %d message(s) still in the outbox; they go out at the next start",
+                        store.outbox_depth())  # fmt: skip
+        await publisher.close(offline)
+        for t in (*tasks[1:3], waiter, stopper):
+            t.cancel()
+        await asyncio.gather(*tasks[1:3], waiter, stopper, return_exceptions=True)
+        store.close()
+    return RunResult(agent=agent, publisher=publisher, flushed=flushed)

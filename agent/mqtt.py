@@ -1,0 +1,257 @@
+"""The MQTT publisher: drains the store's outbox to the broker at QoS 1, driven from the asyncio loop.
+
+paho-mqtt 2.x does the protocol; this module hands it the loop's readiness events (``add_reader``/``add_writer``)
+instead of running paho's own thread. A message leaves the outbox only when the broker has acknowledged it
+(PUBACK); on a disconnect, everything unacknowledged is sent again from the outbox after the reconnect, with
+the same payload and therefore the same alert id. While the broker cannot be reached the agent keeps running,
+buffering in the outbox, and says so in its log and in :attr:`Publisher.last_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.backoff import backoff
+from agent.config import MqttConfig
+from agent.errors import BrokerError
+from agent.store import Store
+
+log = logging.getLogger("vigil.mqtt")
+
+
+def make_client(
+    cfg: MqttConfig, client_id: str, *, will: tuple[str, bytes] | None = None, clean_session: bool = True
+) -> paho.Client:
+    """A paho client set up from the configuration: credentials, TLS and the last will."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=paho.MQTTv311,
+        clean_session=clean_session,
+    )
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls:
+        try:
+            client.tls_set(
+                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                keyfile=str(cfg.key_file) if cfg.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        except (OSError, ValueError) as exc:
+            raise BrokerError(f"{cfg.host}:{cfg.port}", f"TLS set-up failed: {exc}") from exc
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
+    return client
+
+
+class _LoopGlue:
+    """Connects a paho client's socket to an asyncio loop. Callbacks may fire in an executor thread during
+    ``connect()``, so every registration goes through ``call_soon_threadsafe``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: paho.Client) -> None:
+        self.loop = loop
+        self.client = client
+        client.on_socket_open = self._open
+        client.on_socket_close = self._close
+        client.on_socket_register_write = self._want_write
+        client.on_socket_unregister_write = self._done_write
+
+    def _open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self.loop.call_soon_threadsafe(self.loop.add_reader, sock, self._readable)
+
+    def _close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self.loop.call_soon_threadsafe(self.loop.remove_reader, sock)
+
+    def _want_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self.loop.call_soon_threadsafe(self.loop.add_writer, sock, self._writable)
+
+    def _done_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self.loop.call_soon_threadsafe(self.loop.remove_writer, sock)
+
+    def _readable(self) -> None:
+        self.client.loop_read()
+
+    def _writable(self) -> None:
+        self.client.loop_write()
+
+
+class Publisher:
+    """Owns the agent's MQTT connection and the outbox drain."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        store: Store,
+        *,
+        client_id: str,
+        status_topic: str,
+        offline_payload: bytes,
+        inflight: int = 20,
+        retry_delay: Callable[[int], float] = backoff,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.status_topic = status_topic
+        self.inflight_limit = inflight
+        self.retry_delay = retry_delay
+        self.client = make_client(cfg, client_id, will=(status_topic, offline_payload))
+        self.client.max_inflight_messages_set(inflight)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.connected = False
+        self.last_error: str | None = None
+        self.acked = 0
+        self.connects = 0
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._wake = asyncio.Event()
+        self._connack: asyncio.Future[ReasonCode] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    @property
+    def broker(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.port}"
+
+    def wake(self) -> None:
+        """Tell the drain that the outbox has new messages."""
+        self._wake.set()
+
+    # -- paho callbacks (run on the loop thread, except during connect()) ---------------------------------
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        fut = self._connack
+        if fut is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(rc))
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._mark_disconnected, str(rc))
+
+    def _mark_disconnected(self, reason: str) -> None:
+        if self.connected and not self._stopping:
+            log.warning("broker %s: disconnected (%s); buffering in the outbox", self.broker, reason)
+            self.last_error = f"disconnected: {reason}"
+        self.connected = False
+        self._inflight.clear()  # unacknowledged messages are still in the outbox and go again
+        self._wake.set()
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is not None:
+            self.store.outbox_done([seq])
+            self.acked += 1
+        self._wake.set()
+
+    # -- the connection loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, drain, and reconnect with backoff, until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        _LoopGlue(self._loop, self.client)
+        misc = asyncio.create_task(self._misc())
+        attempt = 0
+        try:
+            while True:
+                try:
+                    await self._connect()
+                except BrokerError as exc:
+                    self.last_error = exc.reason
+                    delay = self.retry_delay(attempt)
+                    log.warning("broker %s: %s; agent keeps running and buffering, retry in %.1f s",
+                                self.broker, exc.reason, delay)  # fmt: skip
+                    attempt += 1
+                    await asyncio.sleep(delay)
+                    continue
+                attempt = 0
+                await self._drain()
+        finally:
+            misc.cancel()
+
+    async def _connect(self) -> None:
+        assert self._loop is not None
+        self._connack = self._loop.create_future()
+        try:
+            await self._loop.run_in_executor(
+                None, lambda: self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+            )
+        except (OSError, ssl.SSLError, socket.gaierror, ValueError) as exc:
+            raise BrokerError(self.broker, f"cannot connect: {exc}") from exc
+        try:
+            rc = await asyncio.wait_for(self._connack, timeout=max(10.0, self.cfg.keepalive_s))
+        except asyncio.TimeoutError:
+            self.client.disconnect()
+            raise BrokerError(self.broker, "no CONNACK from the broker") from None
+        if rc.is_failure:
+            self.client.disconnect()
+            raise BrokerError(self.broker, f"connection refused: {rc}")
+        self.connected = True
+        self.connects += 1
+        self.last_error = None
+        log.info("broker %s: connected", self.broker)
+
+    async def _drain(self) -> None:
+        while self.connected:
+            self._wake.clear()
+            room = self.inflight_limit - len(self._inflight)
+            if room > 0:
+                for msg in self.store.outbox_pending(room, exclude=self._inflight.values()):
+                    info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break
+                    if msg.qos == 0:
+                        self.store.outbox_done([msg.seq])
+                    else:
+                        self._inflight[info.mid] = msg.seq
+            await self._wake.wait()
+
+    async def _misc(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.client.socket() is not None:
+                self.client.loop_misc()
+
+    def publish_direct(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        """Publish outside the outbox (agent status): best effort, latest value wins."""
+        if self.connected:
+            self.client.publish(topic, payload, qos=1, retain=retain)
+
+    def pending(self) -> int:
+        return len(self._inflight)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until the outbox is empty and nothing is in flight; False if the time ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected and not self._inflight and self.store.outbox_depth() == 0:
+                return True
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        return False
+
+    async def close(self, offline_payload: bytes) -> None:
+        """Publish the retained offline status (the will covers a crash) and disconnect."""
+        self._stopping = True
+        if self.connected:
+            info = self.client.publish(self.status_topic, offline_payload, qos=1, retain=True)
+            deadline = time.monotonic() + 2.0
+            while not info.is_published() and time.monotonic() < deadline and self.connected:
+                await asyncio.sleep(0.01)
+            self.client.disconnect()
+            await asyncio.sleep(0)
+        self.connected = False
+
+
+def status_payload(state: str, **fields: Any) -> bytes:
+    return json.dumps({"state": state, **fields}, separators=(",", ":"), sort_keys=True).encode()

@@ -1,0 +1,259 @@
+"""The agent's durable store: one SQLite file in WAL mode holding readings, alerts and the MQTT outbox.
+
+One :class:`Store` owns the connection; the rest of the agent hands it whole batches. A batch is one
+transaction, committed with ``synchronous=FULL`` before anything downstream hears of it, so a reading or an
+alert the agent accepted survives a crash, a power cut or a restart.
+
+The file (and SQLite's ``-wal``/``-shm`` companions) is created readable and writable only by the agent's user.
+Schema changes are numbered migrations, each applied in one transaction and recorded in ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from agent.errors import StoreError
+
+# Each entry moves the schema from version i to i+1. Never edit a released entry: append a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE readings (
+            id INTEGER PRIMARY KEY,
+            wearer TEXT NOT NULL,
+            device TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            t REAL NOT NULL,
+            value REAL,
+            extra TEXT
+        )""",
+        "CREATE INDEX readings_wearer_kind_t ON readings (wearer, kind, t)",
+        """CREATE TABLE alerts (
+            id TEXT PRIMARY KEY,
+            episode TEXT NOT NULL,
+            wearer TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            state TEXT NOT NULL,
+            t REAL NOT NULL,
+            payload TEXT NOT NULL
+        )""",
+        "CREATE INDEX alerts_wearer_t ON alerts (wearer, t)",
+        """CREATE TABLE alert_state (
+            wearer TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            episode TEXT NOT NULL,
+            raised_at REAL NOT NULL,
+            PRIMARY KEY (wearer, kind)
+        )""",
+        """CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            priority INTEGER NOT NULL,
+            topic TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            qos INTEGER NOT NULL,
+            retain INTEGER NOT NULL,
+            created REAL NOT NULL
+        )""",
+        "CREATE INDEX outbox_order ON outbox (priority, seq)",
+    ),
+)
+
+# Outbox priorities: lower goes first. Alerts (in the order they were raised, so per-wearer order holds)
+# overtake any backlog of state updates; a newer retained state message replaces an older unsent one.
+PRIORITY_ALERT = 0
+PRIORITY_STATE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One decoded value. ``kind`` is one of: hr, rr, glucose, battery, body_location."""
+
+    wearer: str
+    device: str
+    kind: str
+    t: float
+    value: float
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    seq: int
+    priority: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    id: str
+    episode: str
+    wearer: str
+    kind: str
+    severity: str
+    state: str
+    t: float
+    payload: dict[str, Any]
+
+
+class Store:
+    """The agent's SQLite file. Not thread-safe: one owner (the agent's event loop) uses it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                # Create the file owner-only before SQLite opens it; SQLite gives -wal/-shm the same mode.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(self.path, 0o600)
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError("open", f"{self.path}: {exc}") from exc
+        self._conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._execute("PRAGMA journal_mode=WAL")
+        self._execute("PRAGMA synchronous=FULL")
+        self._execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- schema -------------------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        row = self._conn.execute("PRAGMA user_version").fetchone()
+        return int(row[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise StoreError("migrate", f"{self.path} has schema {current}, newer than this agent knows")
+        for version in range(current, len(MIGRATIONS)):
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for statement in MIGRATIONS[version]:
+                    self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {version + 1}")
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise StoreError("migrate", f"to schema {version + 1}: {exc}") from exc
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(sql.split()[0].lower(), str(exc)) from exc
+
+    # -- writes -------------------------------------------------------------------------------------------
+    def write_batch(
+        self,
+        readings: Iterable[Reading] = (),
+        alerts: Iterable[StoredAlert] = (),
+        outbox: Iterable[tuple[int, str, bytes, int, bool]] = (),
+        alert_state: Iterable[tuple[str, str, str | None, float]] = (),
+        now: float = 0.0,
+    ) -> None:
+        """Write everything in one transaction, durable when this returns.
+
+        ``outbox`` rows are (priority, topic, payload, qos, retain). ``alert_state`` rows are
+        (wearer, kind, episode or None to clear, raised_at).
+        """
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "INSERT INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (r.wearer, r.device, r.kind, r.t, r.value, json.dumps(r.extra) if r.extra else None)
+                    for r in readings
+                ],
+            )
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO alerts (id, episode, wearer, kind, severity, state, t, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (a.id, a.episode, a.wearer, a.kind, a.severity, a.state, a.t, json.dumps(a.payload))
+                    for a in alerts
+                ],
+            )
+            for wearer, kind, episode, raised_at in alert_state:
+                if episode is None:
+                    self._conn.execute("DELETE FROM alert_state WHERE wearer = ? AND kind = ?", (wearer, kind))
+                else:
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO alert_state (wearer, kind, episode, raised_at) VALUES (?, ?, ?, ?)",
+                        (wearer, kind, episode, raised_at),
+                    )
+            for priority, topic, payload, qos, retain in outbox:
+                if retain and priority == PRIORITY_STATE:
+                    self._conn.execute(
+                        "DELETE FROM outbox WHERE topic = ? AND retain = 1 AND priority = ?", (topic, priority)
+                    )
+                self._conn.execute(
+                    "INSERT INTO outbox (priority, topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (priority, topic, payload, qos, int(retain), now),
+                )
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise StoreError("write", str(exc)) from exc
+
+    def outbox_pending(self, limit: int, exclude: Iterable[int] = ()) -> list[OutboxMessage]:
+        """The next messages to publish: most urgent first, then oldest first."""
+        skip = tuple(exclude)
+        marks = ",".join("?" * len(skip))
+        where = f"WHERE seq NOT IN ({marks})" if skip else ""
+        rows = self._execute(
+            f"SELECT seq, priority, topic, payload, qos, retain FROM outbox {where} ORDER BY priority, seq LIMIT ?",
+            (*skip, limit),
+        ).fetchall()
+        return [OutboxMessage(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5])) for r in rows]
+
+    def outbox_done(self, seqs: Iterable[int]) -> None:
+        """Remove messages the broker has acknowledged."""
+        seq_list = [(s,) for s in seqs]
+        if not seq_list:
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("DELETE FROM outbox WHERE seq = ?", seq_list)
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise StoreError("outbox_done", str(exc)) from exc
+
+    # -- reads --------------------------------------------------------------------------------------------
+    def outbox_depth(self) -> int:
+        return int(self._execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def count_readings(self) -> dict[str, int]:
+        rows = self._execute("SELECT kind, count(*) FROM readings GROUP BY kind ORDER BY kind").fetchall()
+        return {str(k): int(n) for k, n in rows}
+
+    def alerts(self, wearer: str | None = None) -> list[StoredAlert]:
+        sql = "SELECT id, episode, wearer, kind, severity, state, t, payload FROM alerts"
+        params: tuple[str, ...] = ()
+        if wearer is not None:
+            sql += " WHERE wearer = ?"
+            params = (wearer,)
+        rows = self._execute(sql + " ORDER BY t, rowid", params).fetchall()
+        return [StoredAlert(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
+
+    def active_alerts(self) -> dict[tuple[str, str], tuple[str, float]]:
+        """(wearer, kind) -> (episode, raised_at) for every alert raised and not yet cleared."""
+        rows = self._execute("SELECT wearer, kind, episode, raised_at FROM alert_state").fetchall()
+        return {(r[0], r[1]): (r[2], float(r[3])) for r in rows}
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,130 @@
+"""``vigil watch``: subscribe to alerts and print them as they arrive, for a person or (``--json``) a program.
+
+Duplicates (the same alert id delivered twice, which QoS 1 allows) are printed once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TextIO
+
+import paho.mqtt.client as paho
+
+from agent.config import MqttConfig
+from agent.errors import BrokerError
+from agent.mqtt import make_client
+from agent.topics import alert_filter
+
+_SEVERITY_MARK = {"urgent": "URGENT ", "warning": "WARNING", "info": "info   "}
+
+
+def format_alert(p: dict[str, Any]) -> str:
+    """One line a person can read at 3 a.m."""
+    t = p.get("time", "")
+    try:
+        shown = datetime.fromisoformat(str(t).replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        shown = str(t)
+    sev = _SEVERITY_MARK.get(str(p.get("severity")), str(p.get("severity")))
+    state = str(p.get("state", "")).upper()
+    return f"{shown}  {sev}  {state:<7}  {p.get('wearer')}  {p.get('kind')}: {p.get('reason')}"
+
+
+class Watcher:
+    """A subscriber to ``<root>/<site>/<wearer>/alert/<kind>`` that hands each new alert to ``on_alert``."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        on_alert: Callable[[str, dict[str, Any]], None],
+        *,
+        site: str = "+",
+        wearer: str = "+",
+        kind: str = "+",
+        client_id: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.on_alert = on_alert
+        self.topic = alert_filter(cfg.root, site, wearer, kind)
+        self.client = make_client(cfg, client_id or f"vigil-watch-{int(time.time() * 1000) % 10**9}")
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.received = 0
+        self.duplicates = 0
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if not rc.is_failure:
+            client.subscribe(self.topic, qos=1)
+            self.subscribed.set()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError:
+            payload = {"id": None, "reason": f"unreadable payload on {msg.topic}"}
+        if not isinstance(payload, dict):
+            return
+        alert_id = payload.get("id")
+        if isinstance(alert_id, str):
+            if alert_id in self._seen:
+                self.duplicates += 1
+                return
+            self._seen[alert_id] = None
+            if len(self._seen) > 10_000:
+                self._seen.popitem(last=False)
+        self.received += 1
+        self.on_alert(msg.topic, payload)
+
+    def connect(self) -> None:
+        try:
+            self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        except OSError as exc:
+            raise BrokerError(f"{self.cfg.host}:{self.cfg.port}", f"cannot connect: {exc}") from exc
+
+    def start(self) -> None:
+        """Connect and run paho's network thread in the background."""
+        self.connect()
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def watch(
+    cfg: MqttConfig,
+    out: TextIO,
+    *,
+    site: str = "+",
+    wearer: str = "+",
+    kind: str = "+",
+    as_json: bool = False,
+    count: int | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Print alerts until ``count`` have arrived or ``timeout`` seconds passed (forever if neither).
+    Returns the number printed."""
+    done = threading.Event()
+
+    def show(topic: str, payload: dict[str, Any]) -> None:
+        line = json.dumps(payload, sort_keys=True) if as_json else format_alert(payload)
+        out.write(line + "\n")
+        out.flush()
+        if count is not None and w.received >= count:
+            done.set()
+
+    w = Watcher(cfg, show, site=site, wearer=wearer, kind=kind)
+    w.start()
+    try:
+        done.wait(timeout)
+    finally:
+        w.stop()
+    return w.received
+
