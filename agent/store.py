@@ -169,21 +169,23 @@ class Store:
         (wearer, kind, episode or None to clear, raised_at).
         """
         try:
+            reading_rows = [
+                (r.wearer, r.device, r.kind, r.t, r.value, json.dumps(r.extra) if r.extra else None) for r in readings
+            ]
+            alert_rows = [
+                (a.id, a.episode, a.wearer, a.kind, a.severity, a.state, a.t, json.dumps(a.payload)) for a in alerts
+            ]
+        except (TypeError, ValueError) as exc:
+            raise StoreError("write", f"cannot serialise: {exc}") from exc
+        try:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(
-                "INSERT INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (r.wearer, r.device, r.kind, r.t, r.value, json.dumps(r.extra) if r.extra else None)
-                    for r in readings
-                ],
+                "INSERT INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)", reading_rows
             )
             self._conn.executemany(
                 "INSERT OR IGNORE INTO alerts (id, episode, wearer, kind, severity, state, t, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (a.id, a.episode, a.wearer, a.kind, a.severity, a.state, a.t, json.dumps(a.payload))
-                    for a in alerts
-                ],
+                alert_rows,
             )
             for wearer, kind, episode, raised_at in alert_state:
                 if episode is None:
