@@ -69,17 +69,22 @@ class _LoopGlue:
         client.on_socket_register_write = self._want_write
         client.on_socket_unregister_write = self._done_write
 
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        # paho may close its socket from Client.__del__ after the loop has gone: nothing to unregister then.
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
     def _open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self.loop.call_soon_threadsafe(self.loop.add_reader, sock, self._readable)
+        self._call(self.loop.add_reader, sock, self._readable)
 
     def _close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self.loop.call_soon_threadsafe(self.loop.remove_reader, sock)
+        self._call(self.loop.remove_reader, sock)
 
     def _want_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self.loop.call_soon_threadsafe(self.loop.add_writer, sock, self._writable)
+        self._call(self.loop.add_writer, sock, self._writable)
 
     def _done_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self.loop.call_soon_threadsafe(self.loop.remove_writer, sock)
+        self._call(self.loop.remove_writer, sock)
 
     def _readable(self) -> None:
         self.client.loop_read()
@@ -137,7 +142,7 @@ class Publisher:
             self._loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(rc))
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
-        if self._loop is not None:
+        if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._mark_disconnected, str(rc))
 
     def _mark_disconnected(self, reason: str) -> None:
