@@ -34,11 +34,12 @@ class Rule:
     sustain: str | None = None
 
     def breached(self, value: float, th: Thresholds) -> bool:
-        return _OPS[self.op](value, getattr(th, self.threshold))
+        limit: float = getattr(th, self.threshold)
+        return _OPS[self.op](value, limit)
 
     def recovered(self, value: float, th: Thresholds) -> bool:
-        limit = getattr(th, self.threshold)
-        margin = getattr(th, self.hysteresis)
+        limit: float = getattr(th, self.threshold)
+        margin: float = getattr(th, self.hysteresis)
         return value >= limit + margin if self.op == "<" else value <= limit - margin
 
 

@@ -105,7 +105,13 @@ async def run_daemon(
             tasks.append(asyncio.create_task(link.run(), name=f"link:{wearer.id}:{device.label}"))
     if on_ready is not None:
         on_ready(agent, publisher)
-    waiter = asyncio.create_task(until(agent) if until else stop.wait(), name="until")
+    async def wait_until() -> None:
+        if until is not None:
+            await until(agent)
+        else:
+            await stop.wait()
+
+    waiter = asyncio.create_task(wait_until(), name="until")
     stopper = asyncio.create_task(stop.wait(), name="stop")
     try:
         done, _ = await asyncio.wait([waiter, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -138,8 +138,8 @@ class Publisher:
     # -- paho callbacks (run on the loop thread, except during connect()) ---------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         fut = self._connack
-        if fut is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(rc))
+        if fut is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(_resolve, fut, rc)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -256,6 +256,11 @@ class Publisher:
             self.client.disconnect()
             await asyncio.sleep(0)
         self.connected = False
+
+
+def _resolve(fut: asyncio.Future[ReasonCode], rc: ReasonCode) -> None:
+    if not fut.done():
+        fut.set_result(rc)
 
 
 def status_payload(state: str, **fields: Any) -> bytes:
