@@ -10,6 +10,7 @@ the network. Its active episodes can be saved and restored, so a restart does no
 
 from __future__ import annotations
 
+import math
 import operator
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -154,6 +155,8 @@ class AlertEngine:
         margin = getattr(th, rule.hysteresis)
         side = "below" if rule.op == "<" else "above"
         shown = f"{value:g} {rule.unit}"
+        if math.isinf(value):  # a sensor's "High"/"Low": outside its measuring range
+            shown = f"{'above' if value > 0 else 'below'} the sensor's measuring range"
         if state == "raised":
             reason = f"{rule.label}: {rule.signal} {shown} is {side} the threshold of {limit:g} {rule.unit}"
             if rule.sustain and since is not None:
@@ -176,6 +179,10 @@ class AlertEngine:
             state=state,
             t=t,
             reason=reason,
-            values={SIGNAL_NAMES[rule.signal]: value, "condition_since": since},
+            values={
+                SIGNAL_NAMES[rule.signal]: value if math.isfinite(value) else None,
+                **({"out_of_range": "above" if value > 0 else "below"} if math.isinf(value) else {}),
+                "condition_since": since,
+            },
             thresholds=thresholds,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ log = logging.getLogger("vigil.agent")
 
 INTAKE_SIZE = 20_000
 BATCH_MAX = 500
+# After the first notification of a batch arrives, wait this long for more before writing: one durable
+# transaction (an fsync) per batch instead of per notification, for a bounded delay on the way to an alert.
+BATCH_LINGER_S = 0.01
 # Glucose readings older than this when they arrive (a CGM's backfill) are stored but do not raise alerts
 # about the present; the store keeps them for windows and reports.
 STALE_FOR_ALERTS_S = 15 * 60.0
@@ -88,7 +92,7 @@ class Agent:
             ws.links[device] = state
             ws.dirty = True
 
-    async def backpressure(self, high_water: int = BATCH_MAX) -> None:
+    async def backpressure(self, high_water: int = 2 * BATCH_MAX) -> None:
         """For replays at maximum speed: wait while the intake holds more than ``high_water`` items."""
         while self.queue.qsize() > high_water:
             await asyncio.sleep(0.001)
@@ -98,6 +102,8 @@ class Agent:
         while True:
             first = await self.queue.get()
             batch = [first]
+            if self.queue.qsize() < BATCH_MAX:
+                await asyncio.sleep(BATCH_LINGER_S)
             while len(batch) < BATCH_MAX and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             self.handle(batch)
@@ -144,7 +150,7 @@ class Agent:
 
     def _heart_rate(self, note: RawNotification) -> list[Reading]:
         m = decode_heart_rate_measurement(note.data)
-        contact = m.sensor_contact.name.lower()
+        contact = m.sensor_contact.value
         out = [Reading(note.wearer, note.device, "hr", note.received_at, float(m.hr_bpm), {"contact": contact})]
         # RR intervals arrive after the beats they measure: the last one ends at the notification time.
         end = note.received_at
@@ -160,13 +166,18 @@ class Agent:
         records = decode_cgm_measurement(note.data)
         for rec in records:
             extra: dict[str, Any] = {"time_offset_min": rec.time_offset_min}
-            if rec.trend_mg_dl_per_min is not None:
+            if rec.trend_mg_dl_per_min is not None and math.isfinite(rec.trend_mg_dl_per_min):
                 extra["trend_mg_dl_per_min"] = rec.trend_mg_dl_per_min
-            if rec.quality_pct is not None:
+            if rec.quality_pct is not None and math.isfinite(rec.quality_pct):
                 extra["quality_pct"] = rec.quality_pct
             status = rec.status_names()
             if status:
                 extra["status"] = status
+            special = rec.glucose.special
+            if special is not None:
+                # +INF / -INF: above / below the sensor's measuring range (a "High" / "Low" on a receiver);
+                # NaN / NRes: no value. Stored as NULL with the reason; the infinities still drive alerts.
+                extra["special"] = special.value
             # Stamped with the arrival time; the sensor's own time offset is kept in ``extra`` so that backfilled
             # records can be placed on the session's time line once RACP backfill exists.
             out.append(Reading(note.wearer, note.device, "glucose", note.received_at, rec.glucose_mg_dl, extra))
@@ -179,8 +190,13 @@ class Agent:
         if r.kind == "hr":
             ws.values["heart"] = {"hr_bpm": r.value, "time": iso_time(r.t), **(r.extra or {})}
         elif r.kind == "glucose":
-            ws.values["glucose"] = {"mg_dl": r.value, "time": iso_time(r.t),
-                                    "trend_mg_dl_per_min": (r.extra or {}).get("trend_mg_dl_per_min")}  # fmt: skip
+            extra = r.extra or {}
+            ws.values["glucose"] = {
+                "mg_dl": r.value if math.isfinite(r.value) else None,
+                "special": extra.get("special"),
+                "time": iso_time(r.t),
+                "trend_mg_dl_per_min": extra.get("trend_mg_dl_per_min"),
+            }
         elif r.kind == "battery":
             ws.values.setdefault("battery_pct", {})[r.device] = r.value
         else:
@@ -192,7 +208,7 @@ class Agent:
             if (r.extra or {}).get("contact") == "not_detected":
                 return []  # no skin contact: the value is not the wearer's heart rate
             return self.engine.feed(r.wearer, "hr", r.value, r.t)
-        if r.kind == "glucose" and now - r.t <= STALE_FOR_ALERTS_S:
+        if r.kind == "glucose" and now - r.t <= STALE_FOR_ALERTS_S and not math.isnan(r.value):
             return self.engine.feed(r.wearer, "glucose", r.value, r.t)
         return []
 

@@ -70,8 +70,18 @@ class _LoopGlue:
         client.on_socket_unregister_write = self._done_write
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
-        # paho may close its socket from Client.__del__ after the loop has gone: nothing to unregister then.
-        if not self.loop.is_closed():
+        # On the loop's own thread act at once (a closing socket must be unregistered before its fd goes);
+        # from paho's connect() in an executor thread, hand it to the loop. After the loop has gone (paho's
+        # Client.__del__), there is nothing left to register with.
+        if self.loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            fn(*args)
+        else:
             self.loop.call_soon_threadsafe(fn, *args)
 
     def _open(self, client: paho.Client, userdata: Any, sock: Any) -> None:

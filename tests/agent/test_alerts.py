@@ -88,3 +88,15 @@ def test_states_alternate_per_kind(values: list[float]) -> None:
         for e in eng.feed("w1", "glucose", v, i * 300.0):
             assert last.get(e.kind, "cleared") != e.state
             last[e.kind] = e.state
+
+
+def test_sensor_out_of_range_values_raise_without_infinite_numbers() -> None:
+    """A CGM's "High" (+INF) raises urgent high; the payload carries no non-JSON number."""
+    eng = engine()
+    out = eng.feed("w1", "glucose", float("inf"), 0)
+    urgent = next(e for e in out if e.kind == "glucose_urgent_high")
+    assert urgent.values["glucose_mg_dl"] is None
+    assert urgent.values["out_of_range"] == "above"
+    assert "above the sensor's measuring range" in urgent.reason
+    low = engine().feed("w1", "glucose", float("-inf"), 0)
+    assert {e.kind for e in low} == {"glucose_urgent_low", "glucose_low"}
