@@ -48,17 +48,51 @@ _OPS: Mapping[str, Callable[[float, float], bool]] = {"<": operator.lt, ">": ope
 
 # The rules, as data. Kinds are the topic's last level: vigil/<site>/<wearer>/alert/<kind>.
 RULES: tuple[Rule, ...] = (
-    Rule("glucose_urgent_low", "glucose", "<", "glucose_urgent_low", "glucose_hysteresis", "urgent",
-         "urgent low glucose", "mg/dL"),
+    Rule(
+        "glucose_urgent_low",
+        "glucose",
+        "<",
+        "glucose_urgent_low",
+        "glucose_hysteresis",
+        "urgent",
+        "urgent low glucose",
+        "mg/dL",
+    ),
     Rule("glucose_low", "glucose", "<", "glucose_low", "glucose_hysteresis", "warning", "low glucose", "mg/dL"),
     Rule("glucose_high", "glucose", ">", "glucose_high", "glucose_hysteresis", "info", "high glucose", "mg/dL"),
-    Rule("glucose_urgent_high", "glucose", ">", "glucose_urgent_high", "glucose_hysteresis", "urgent",
-         "urgent high glucose", "mg/dL"),
-    Rule("heart_tachycardia", "hr", ">", "hr_high", "hr_hysteresis", "warning", "tachycardia", "bpm",
-         sustain="hr_sustain_s"),
-    Rule("heart_bradycardia", "hr", "<", "hr_low", "hr_hysteresis", "warning", "bradycardia", "bpm",
-         sustain="hr_sustain_s"),
-)  # fmt: skip
+    Rule(
+        "glucose_urgent_high",
+        "glucose",
+        ">",
+        "glucose_urgent_high",
+        "glucose_hysteresis",
+        "urgent",
+        "urgent high glucose",
+        "mg/dL",
+    ),
+    Rule(
+        "heart_tachycardia",
+        "hr",
+        ">",
+        "hr_high",
+        "hr_hysteresis",
+        "warning",
+        "tachycardia",
+        "bpm",
+        sustain="hr_sustain_s",
+    ),
+    Rule(
+        "heart_bradycardia",
+        "hr",
+        "<",
+        "hr_low",
+        "hr_hysteresis",
+        "warning",
+        "bradycardia",
+        "bpm",
+        sustain="hr_sustain_s",
+    ),
+)
 
 SIGNAL_NAMES = {"glucose": "glucose_mg_dl", "hr": "hr_bpm"}
 SEVERITY_ORDER = {"urgent": 0, "warning": 1, "info": 2}
@@ -128,7 +162,9 @@ class AlertEngine:
         events.sort(key=lambda e: SEVERITY_ORDER.get(e.severity, 9))
         return events
 
-    def _step(self, rule: Rule, track: _Track, wearer: str, value: float, t: float, th: Thresholds) -> AlertEvent | None:
+    def _step(
+        self, rule: Rule, track: _Track, wearer: str, value: float, t: float, th: Thresholds
+    ) -> AlertEvent | None:
         if track.episode is None:
             if not rule.breached(value, th):
                 track.pending_since = None
@@ -148,9 +184,16 @@ class AlertEngine:
         return None
 
     def _event(
-        self, rule: Rule, episode: str, state: str, wearer: str, value: float, t: float, th: Thresholds,
+        self,
+        rule: Rule,
+        episode: str,
+        state: str,
+        wearer: str,
+        value: float,
+        t: float,
+        th: Thresholds,
         since: float | None,
-    ) -> AlertEvent:  # fmt: skip
+    ) -> AlertEvent:
         limit = getattr(th, rule.threshold)
         margin = getattr(th, rule.hysteresis)
         side = "below" if rule.op == "<" else "above"

@@ -48,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to standard error")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
 
-    run = sub.add_parser("run", help="run the agent daemon", description="Run the agent: connect to the "
-                         "configured BLE devices, store readings, publish alerts. Stops cleanly on SIGTERM/SIGINT.")  # fmt: skip
+    run = sub.add_parser(
+        "run",
+        help="run the agent daemon",
+        description="Run the agent: connect to the "
+        "configured BLE devices, store readings, publish alerts. Stops cleanly on SIGTERM/SIGINT.",
+    )
     run.add_argument("--config", type=Path, required=True, help="configuration file (TOML); see README")
 
     demo = sub.add_parser(
@@ -59,14 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
         "through the real agent, an embedded MQTT broker on loopback and a subscriber that prints each alert. "
         "Finishes by itself with a summary.",
     )
-    demo.add_argument("--out", type=Path, default=Path("vigil-demo"), help="folder for the database (default: %(default)s)")
+    demo.add_argument(
+        "--out", type=Path, default=Path("vigil-demo"), help="folder for the database (default: %(default)s)"
+    )
     demo.add_argument("--hours", type=float, default=8.0, help="simulated hours (default: %(default)s)")
-    demo.add_argument("--speed", type=float, default=600.0,
-                      help="times real time; 0 = as fast as possible (default: %(default)s)")  # fmt: skip
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=600.0,
+        help="times real time; 0 = as fast as possible (default: %(default)s)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the scenario (default: %(default)s)")
 
-    watch = sub.add_parser("watch", help="print alerts as they arrive", description="Subscribe to alerts and print "
-                           "each once (duplicates dropped by id), readably or as JSON lines.")  # fmt: skip
+    watch = sub.add_parser(
+        "watch",
+        help="print alerts as they arrive",
+        description="Subscribe to alerts and print each once (duplicates dropped by id), readably or as JSON lines.",
+    )
     _broker_args(watch)
     watch.add_argument("--site", default="+", help="only this site (default: all)")
     watch.add_argument("--wearer", default="+", help="only this wearer (default: all)")
@@ -150,8 +163,16 @@ def _watch(args: argparse.Namespace) -> int:
     from agent.watch import watch
 
     cfg = mqtt_settings(args)
-    watch(cfg, sys.stdout, site=args.site, wearer=args.wearer, kind=args.kind, as_json=args.json,
-          count=args.count, timeout=args.timeout)  # fmt: skip
+    watch(
+        cfg,
+        sys.stdout,
+        site=args.site,
+        wearer=args.wearer,
+        kind=args.kind,
+        as_json=args.json,
+        count=args.count,
+        timeout=args.timeout,
+    )
     return EXIT_OK
 
 

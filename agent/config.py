@@ -163,9 +163,20 @@ def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
 
 def _parse_mqtt(t: Mapping[str, Any], base_dir: Path | None) -> MqttConfig:
     keys = {
-        "host", "port", "root", "client_id", "username", "password", "password_file", "tls", "ca_file",
-        "cert_file", "key_file", "keepalive_s", "include_raw",
-    }  # fmt: skip
+        "host",
+        "port",
+        "root",
+        "client_id",
+        "username",
+        "password",
+        "password_file",
+        "tls",
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "keepalive_s",
+        "include_raw",
+    }
     _reject_unknown(t, "mqtt", keys)
     d = MqttConfig()
     port = _int(t, "mqtt", "port", d.port)
@@ -198,8 +209,11 @@ def _parse_mqtt(t: Mapping[str, Any], base_dir: Path | None) -> MqttConfig:
     cert_file = _path(t, "mqtt", "cert_file", base_dir, must_exist=True)
     key_file = _path(t, "mqtt", "key_file", base_dir, must_exist=True)
     if (cert_file is None) != (key_file is None):
-        raise ConfigError("mqtt.key_file" if key_file is None else "mqtt.cert_file", None,
-                          "a client certificate needs both cert_file and key_file")  # fmt: skip
+        raise ConfigError(
+            "mqtt.key_file" if key_file is None else "mqtt.cert_file",
+            None,
+            "a client certificate needs both cert_file and key_file",
+        )
     if not tls and (ca_file or cert_file):
         raise ConfigError("mqtt.tls", tls, "ca_file/cert_file are set but tls is false")
     client_id = t.get("client_id")

@@ -143,8 +143,14 @@ class Agent:
                 return [Reading(note.wearer, note.device, "battery", note.received_at, float(level))]
         except CodecError as exc:
             self.stats.rejected += 1
-            log.warning("%s/%s: rejected %s payload %s: %s", note.wearer, note.device, note.characteristic,
-                        note.data.hex(), exc.reason)  # fmt: skip
+            log.warning(
+                "%s/%s: rejected %s payload %s: %s",
+                note.wearer,
+                note.device,
+                note.characteristic,
+                note.data.hex(),
+                exc.reason,
+            )
             return []
         return []
 

@@ -72,8 +72,13 @@ async def run_daemon(
     store = Store(cfg.agent.db)
     topic = status_topic(cfg.mqtt.root, cfg.agent.site, cfg.agent.id)
     offline = status_payload("offline", agent=cfg.agent.id)
-    publisher = Publisher(cfg.mqtt, store, client_id=cfg.mqtt.client_id or f"vigil-{cfg.agent.id}",
-                          status_topic=topic, offline_payload=offline)  # fmt: skip
+    publisher = Publisher(
+        cfg.mqtt,
+        store,
+        client_id=cfg.mqtt.client_id or f"vigil-{cfg.agent.id}",
+        status_topic=topic,
+        offline_payload=offline,
+    )
     agent = Agent(cfg, store, on_outbox=publisher.wake)
     started = time.monotonic()
     stop = asyncio.Event()
@@ -100,11 +105,19 @@ async def run_daemon(
     ]
     for wearer in cfg.wearers:
         for device in wearer.devices:
-            link = DeviceLink(wearer.id, device, agent.accept, clock, scanner_backend=scanner_backend,
-                              client_backend=client_backend, on_state=agent.link_state)  # fmt: skip
+            link = DeviceLink(
+                wearer.id,
+                device,
+                agent.accept,
+                clock,
+                scanner_backend=scanner_backend,
+                client_backend=client_backend,
+                on_state=agent.link_state,
+            )
             tasks.append(asyncio.create_task(link.run(), name=f"link:{wearer.id}:{device.label}"))
     if on_ready is not None:
         on_ready(agent, publisher)
+
     async def wait_until() -> None:
         if until is not None:
             await until(agent)
@@ -130,8 +143,10 @@ async def run_daemon(
         publisher.wake()
         flushed = await publisher.flush(flush_timeout)
         if not flushed:
-            log.warning("stopping with %d message(s) still in the outbox; they go out at the next start",
-                        store.outbox_depth())  # fmt: skip
+            log.warning(
+                "stopping with %d message(s) still in the outbox; they go out at the next start",
+                store.outbox_depth(),
+            )
         await publisher.close(offline)
         for t in (*tasks[1:3], waiter, stopper):
             t.cancel()

@@ -355,9 +355,7 @@ def quantize(x: npt.NDArray[np.floating[Any]], spec: TensorSpec) -> npt.NDArray[
 
 def dequantize(q: npt.NDArray[Any], spec: TensorSpec) -> npt.NDArray[np.float32]:
     """Int8 to float: ``scale * (q - zero_point)``."""
-    out: npt.NDArray[np.float32] = (q.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(
-        spec.scale
-    )
+    out: npt.NDArray[np.float32] = (q.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
     return out.astype(np.float32)
 
 
@@ -445,9 +443,7 @@ def load_bundle(models_dir: str | Path, entry: ManifestEntry, *, runtime: str | 
     if actual != card.tflite.sha256:
         raise HashMismatchError(name, entry.tflite, "card", card.tflite.sha256, actual)
     if len(content) != card.tflite.size:
-        raise FieldError(
-            name, entry.card, "tflite.size", f"card says {card.tflite.size}, file has {len(content)}"
-        )
+        raise FieldError(name, entry.card, "tflite.size", f"card says {card.tflite.size}, file has {len(content)}")
     model = open_model(content, name=name, version=card.version, runtime=runtime, card=card)
     _check_specs(name, entry.card, "inputs", card.inputs, (model.input,))
     _check_specs(name, entry.card, "outputs", card.outputs, (model.output,))
@@ -491,9 +487,7 @@ def _check_specs(
     model: str, file: str, kind: str, declared: Sequence[TensorSpec], actual: Sequence[TensorSpec]
 ) -> None:
     if len(declared) != len(actual):
-        raise FieldError(
-            model, file, kind, f"card lists {len(declared)} tensors, the model has {len(actual)}"
-        )
+        raise FieldError(model, file, kind, f"card lists {len(declared)} tensors, the model has {len(actual)}")
     for i, (want, got) in enumerate(zip(declared, actual, strict=True)):
         at = f"{kind}[{i}]"
         for fld in ("name", "shape", "dtype", "zero_point"):
@@ -656,9 +650,7 @@ class _Reader:
                 raise self.error(f"{here}.scale", f"must be > 0, got {scale}")
             zero_point = self.int_(t, f"{here}.zero_point")
             if not _INT8_MIN <= zero_point <= _INT8_MAX:
-                raise self.error(
-                    f"{here}.zero_point", f"must be in [{_INT8_MIN}, {_INT8_MAX}], got {zero_point}"
-                )
+                raise self.error(f"{here}.zero_point", f"must be in [{_INT8_MIN}, {_INT8_MAX}], got {zero_point}")
             specs.append(
                 TensorSpec(
                     name=self.str_(t, f"{here}.name"),

@@ -184,8 +184,12 @@ class Publisher:
                 except BrokerError as exc:
                     self.last_error = exc.reason
                     delay = self.retry_delay(attempt)
-                    log.warning("broker %s: %s; agent keeps running and buffering, retry in %.1f s",
-                                self.broker, exc.reason, delay)  # fmt: skip
+                    log.warning(
+                        "broker %s: %s; agent keeps running and buffering, retry in %.1f s",
+                        self.broker,
+                        exc.reason,
+                        delay,
+                    )
                     attempt += 1
                     await asyncio.sleep(delay)
                     continue
@@ -199,7 +203,8 @@ class Publisher:
         self._connack = self._loop.create_future()
         try:
             await self._loop.run_in_executor(
-                None, lambda: self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+                None,
+                lambda: self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s),
             )
         except (OSError, ssl.SSLError, socket.gaierror, ValueError) as exc:
             raise BrokerError(self.broker, f"cannot connect: {exc}") from exc

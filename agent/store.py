@@ -180,7 +180,8 @@ class Store:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(
-                "INSERT INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)", reading_rows
+                "INSERT INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
+                reading_rows,
             )
             self._conn.executemany(
                 "INSERT OR IGNORE INTO alerts (id, episode, wearer, kind, severity, state, t, payload)"
@@ -198,7 +199,8 @@ class Store:
             for priority, topic, payload, qos, retain in outbox:
                 if retain and priority == PRIORITY_STATE:
                     self._conn.execute(
-                        "DELETE FROM outbox WHERE topic = ? AND retain = 1 AND priority = ?", (topic, priority)
+                        "DELETE FROM outbox WHERE topic = ? AND retain = 1 AND priority = ?",
+                        (topic, priority),
                     )
                 self._conn.execute(
                     "INSERT INTO outbox (priority, topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?, ?)",

@@ -113,11 +113,17 @@ def watch(
     Returns the number printed."""
     done = threading.Event()
 
+    printed = 0
+
     def show(topic: str, payload: dict[str, Any]) -> None:
+        nonlocal printed
+        if count is not None and printed >= count:
+            return
+        printed += 1
         line = json.dumps(payload, sort_keys=True) if as_json else format_alert(payload)
         out.write(line + "\n")
         out.flush()
-        if count is not None and w.received >= count:
+        if count is not None and printed >= count:
             done.set()
 
     w = Watcher(cfg, show, site=site, wearer=wearer, kind=kind)
@@ -126,5 +132,4 @@ def watch(
         done.wait(timeout)
     finally:
         w.stop()
-    return w.received
-
+    return printed

@@ -30,9 +30,7 @@ def decode_battery_level(data: BytesLike) -> int:
         )
     (percent,) = _LEVEL.unpack(data)
     if percent > MAX_PERCENT:
-        raise ReservedValueError(
-            CHARACTERISTIC, data, f"battery level {percent} is above {MAX_PERCENT} %", offset=0
-        )
+        raise ReservedValueError(CHARACTERISTIC, data, f"battery level {percent} is above {MAX_PERCENT} %", offset=0)
     return int(percent)
 
 

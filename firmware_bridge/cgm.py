@@ -131,16 +131,10 @@ class SensorStatusAnnunciation(IntFlag):
 
 def annunciation_names(annunciation: int) -> list[str]:
     """Lower-case names of the set bits, lowest first; undefined bits appear as ``reserved_bit_N``."""
-    return [
-        _ANNUNCIATION_NAMES.get(1 << bit, f"reserved_bit_{bit}")
-        for bit in range(24)
-        if annunciation >> bit & 1
-    ]
+    return [_ANNUNCIATION_NAMES.get(1 << bit, f"reserved_bit_{bit}") for bit in range(24) if annunciation >> bit & 1]
 
 
-_ANNUNCIATION_NAMES = {
-    int(member): name.lower() for name, member in SensorStatusAnnunciation.__members__.items()
-}
+_ANNUNCIATION_NAMES = {int(member): name.lower() for name, member in SensorStatusAnnunciation.__members__.items()}
 
 
 @dataclass(frozen=True)
@@ -180,9 +174,7 @@ class CgmMeasurementRecord:
             raise EncodeError(CHARACTERISTIC, b"", "has_crc must be a bool")
         bits = self.reserved_flag_bits
         if type(bits) is not int or bits & ~RESERVED_FLAG_BITS or bits < 0:
-            raise EncodeError(
-                CHARACTERISTIC, b"", f"reserved_flag_bits {bits!r} outside 0x{RESERVED_FLAG_BITS:02X}"
-            )
+            raise EncodeError(CHARACTERISTIC, b"", f"reserved_flag_bits {bits!r} outside 0x{RESERVED_FLAG_BITS:02X}")
 
     @property
     def flags(self) -> CgmMeasurementFlags:

@@ -36,9 +36,7 @@ BytesLike: TypeAlias = bytes | bytearray | memoryview
 class CodecError(Exception):
     """Root of every error the firmware bridge raises on purpose."""
 
-    def __init__(
-        self, characteristic: str, data: BytesLike, reason: str, *, offset: int | None = None
-    ) -> None:
+    def __init__(self, characteristic: str, data: BytesLike, reason: str, *, offset: int | None = None) -> None:
         self.characteristic = characteristic
         self.data = bytes(data)
         self.reason = reason

@@ -198,9 +198,7 @@ def default_targets() -> tuple[FuzzTarget, ...]:
         FuzzTarget(
             "registry",
             registry_decode,
-            tuple(
-                bytes([i]) + seed for i, seed in enumerate((_heart_rate_seeds()[22], b"\x55", cgm_seeds[63]))
-            ),
+            tuple(bytes([i]) + seed for i, seed in enumerate((_heart_rate_seeds()[22], b"\x55", cgm_seeds[63]))),
             _strict_json,
         ),
         FuzzTarget(
@@ -225,9 +223,7 @@ def _mutate(rng: random.Random, payload: bytes, seeds: Sequence[bytes]) -> bytes
         if action == 0 and data:  # flip one bit
             data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
         elif action == 1 and data:  # replace a byte, favouring boundary values
-            data[rng.randrange(len(data))] = rng.choice(
-                (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF, rng.randrange(256))
-            )
+            data[rng.randrange(len(data))] = rng.choice((0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF, rng.randrange(256)))
         elif action == 2:  # insert a byte
             data.insert(rng.randrange(len(data) + 1), rng.randrange(256))
         elif action == 3 and data:  # delete a byte

@@ -87,22 +87,14 @@ class HeartRateMeasurement:
 
     def __post_init__(self) -> None:
         if not isinstance(self.value_format, HeartRateValueFormat):
-            raise EncodeError(
-                CHARACTERISTIC, b"", f"value_format {self.value_format!r} is not a HeartRateValueFormat"
-            )
+            raise EncodeError(CHARACTERISTIC, b"", f"value_format {self.value_format!r} is not a HeartRateValueFormat")
         if not isinstance(self.sensor_contact, SensorContact):
-            raise EncodeError(
-                CHARACTERISTIC, b"", f"sensor_contact {self.sensor_contact!r} is not a SensorContact"
-            )
+            raise EncodeError(CHARACTERISTIC, b"", f"sensor_contact {self.sensor_contact!r} is not a SensorContact")
         limit = 0xFF if self.value_format is HeartRateValueFormat.UINT8 else 0xFFFF
         if not _is_uint(self.hr_bpm, limit):
-            raise EncodeError(
-                CHARACTERISTIC, b"", f"hr_bpm {self.hr_bpm!r} does not fit {self.value_format.name}"
-            )
+            raise EncodeError(CHARACTERISTIC, b"", f"hr_bpm {self.hr_bpm!r} does not fit {self.value_format.name}")
         if self.energy_expended_kj is not None and not _is_uint(self.energy_expended_kj, 0xFFFF):
-            raise EncodeError(
-                CHARACTERISTIC, b"", f"energy_expended_kj {self.energy_expended_kj!r} not uint16"
-            )
+            raise EncodeError(CHARACTERISTIC, b"", f"energy_expended_kj {self.energy_expended_kj!r} not uint16")
         if self.rr_intervals is not None:
             if not isinstance(self.rr_intervals, tuple):
                 raise EncodeError(CHARACTERISTIC, b"", "rr_intervals must be a tuple or None")
@@ -114,13 +106,8 @@ class HeartRateMeasurement:
             raise EncodeError(
                 CHARACTERISTIC, b"", f"ignored_flag_bits 0x{bits:02X} outside 0x{IGNORABLE_FLAG_BITS:02X}"
             )
-        if (
-            bits & HeartRateFlags.SENSOR_CONTACT_STATUS
-            and self.sensor_contact is not SensorContact.UNSUPPORTED
-        ):
-            raise EncodeError(
-                CHARACTERISTIC, b"", "contact status bit is meaningful once contact is supported"
-            )
+        if bits & HeartRateFlags.SENSOR_CONTACT_STATUS and self.sensor_contact is not SensorContact.UNSUPPORTED:
+            raise EncodeError(CHARACTERISTIC, b"", "contact status bit is meaningful once contact is supported")
 
     @property
     def rr_intervals_s(self) -> tuple[float, ...]:
@@ -178,9 +165,7 @@ def decode_heart_rate_measurement(data: BytesLike) -> HeartRateMeasurement:
             )
         rr = struct.unpack_from(f"<{remaining // _U16.size}H", data, offset)
     elif remaining:
-        raise OverlongError(
-            CHARACTERISTIC, data, f"{remaining} trailing bytes after the last field", offset=offset
-        )
+        raise OverlongError(CHARACTERISTIC, data, f"{remaining} trailing bytes after the last field", offset=offset)
 
     if flags & HeartRateFlags.SENSOR_CONTACT_SUPPORTED:
         detected = flags & HeartRateFlags.SENSOR_CONTACT_STATUS

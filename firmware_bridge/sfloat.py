@@ -101,11 +101,7 @@ class _MedicalFloat:
 
     @classmethod
     def _is_reserved(cls, mantissa: int, exponent: int) -> bool:
-        return (
-            exponent == 0
-            and mantissa in cls._special_mantissas()
-            and cls._special_mantissas()[mantissa] is None
-        )
+        return exponent == 0 and mantissa in cls._special_mantissas() and cls._special_mantissas()[mantissa] is None
 
     # ---- wire form ------------------------------------------------------------------------------------
     @property
@@ -151,9 +147,7 @@ class _MedicalFloat:
         if len(data) < size:
             raise TruncatedError(characteristic, data, f"{cls.NAME} needs {size} bytes, got {len(data)}")
         if len(data) > size:
-            raise OverlongError(
-                characteristic, data, f"{cls.NAME} is {size} bytes, got {len(data)}", offset=size
-            )
+            raise OverlongError(characteristic, data, f"{cls.NAME} is {size} bytes, got {len(data)}", offset=size)
         (raw,) = cls.STRUCT.unpack(data)
         return cls.from_raw(raw, characteristic=characteristic, data=data)
 
@@ -214,9 +208,7 @@ class _MedicalFloat:
         if number.is_nan():
             return cls.from_special(SpecialValue.NAN)
         if number.is_infinite():
-            return cls.from_special(
-                SpecialValue.POSITIVE_INFINITY if number > 0 else SpecialValue.NEGATIVE_INFINITY
-            )
+            return cls.from_special(SpecialValue.POSITIVE_INFINITY if number > 0 else SpecialValue.NEGATIVE_INFINITY)
         if number.is_zero():
             return cls(0, 0)
         low, high = cls.mantissa_range()

@@ -67,9 +67,7 @@ def make_data(n: int, seed: int) -> tuple[Array, Array]:
     rng.shuffle(labels)
     mean_rr = rng.uniform(0.5, 1.2, size=(n, 1))
     t = np.arange(WINDOW)[None, :]
-    breathing = (
-        0.04 * mean_rr * np.sin(2 * np.pi * t / rng.uniform(3.0, 6.0, size=(n, 1)) + rng.uniform(0, 6.3))
-    )
+    breathing = 0.04 * mean_rr * np.sin(2 * np.pi * t / rng.uniform(3.0, 6.0, size=(n, 1)) + rng.uniform(0, 6.3))
     regular = mean_rr + breathing + rng.normal(0.0, 0.01, size=(n, WINDOW))
     irregular = mean_rr * (1.0 + rng.normal(0.0, 0.18, size=(n, WINDOW)))
     rr = np.where(labels[:, None] > 0, irregular, regular)
@@ -192,9 +190,7 @@ def generate(out_dir: Path) -> ModelCard:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m model_build.fixtures", description="Rebuild the tiny model."
-    )
+    parser = argparse.ArgumentParser(prog="python -m model_build.fixtures", description="Rebuild the tiny model.")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
     args = parser.parse_args(argv)
     card = generate(args.out)

@@ -89,9 +89,7 @@ def quantize_int8(
             with warnings.catch_warnings():
                 # TensorFlow 2.21's tensors implement __array__ without numpy 2's copy keyword; saving warns
                 # about it once per variable. Not ours to fix, and harmless here: the values are copied.
-                warnings.filterwarnings(
-                    "ignore", message=r"__array__ implementation doesn't accept a copy keyword"
-                )
+                warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword")
                 model.save(model_path)
         except Exception as exc:
             raise QuantizeError(f"cannot save the Keras model for the converter: {exc}") from exc

@@ -145,8 +145,9 @@ async def _demo(out: Path, hours: float, speed: float | None, seed: int, stream:
             while not agent.queue.empty():
                 await asyncio.sleep(0.01)
 
-        result = await run_daemon(cfg, clock=clock, scanner_backend=backends.scanner,
-                                  client_backend=backends.client, until=scenario)  # fmt: skip
+        result = await run_daemon(
+            cfg, clock=clock, scanner_backend=backends.scanner, client_backend=backends.client, until=scenario
+        )
         sent = sum(result.agent.stats.alerts.values())
         deadline = time.monotonic() + 10.0
         while watcher.received < sent and time.monotonic() < deadline:
@@ -162,10 +163,15 @@ async def _demo(out: Path, hours: float, speed: float | None, seed: int, stream:
     say(f"Demo finished: {hours:g} simulated hours in {wall:.1f} s.")
     say(f"  notifications: {stats.accepted} accepted, {stats.dropped} dropped, {stats.rejected} rejected by the codecs")
     say(f"  readings stored: {readings} (" + ", ".join(f"{k} {v}" for k, v in sorted(stats.readings.items())) + ")")
-    say(f"  alerts raised: {sum(raised.values())} (" + ", ".join(f"{k} {v}" for k, v in sorted(raised.items()))
-        + f"); cleared: {cleared}")  # fmt: skip
-    say(f"  alert messages received by the subscriber: {watcher.received} of {sent}, "
-        f"{watcher.duplicates} duplicates dropped")  # fmt: skip
+    say(
+        f"  alerts raised: {sum(raised.values())} ("
+        + ", ".join(f"{k} {v}" for k, v in sorted(raised.items()))
+        + f"); cleared: {cleared}"
+    )
+    say(
+        f"  alert messages received by the subscriber: {watcher.received} of {sent}, "
+        f"{watcher.duplicates} duplicates dropped"
+    )
     say(f"  outbox flushed to the broker: {'yes' if result.flushed else 'NO'}")
     say(f"  database: {db.resolve()}")
     ok = result.flushed and watcher.received == sent and played and stats.dropped == 0

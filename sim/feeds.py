@@ -45,15 +45,15 @@ def heart_notifications(address: str, trace: HeartTrace) -> Iterator[FeedEvent]:
     bounds = np.searchsorted(trace.beat_end, seconds, side="right")
     prev = int(np.searchsorted(trace.beat_end, float(first), side="right"))
     last_rr = float(trace.rr_s[0])
-    for s, i1 in zip(seconds, bounds):
-        rr = trace.rr_s[prev:int(i1)]
+    for s, i1 in zip(seconds, bounds, strict=True):
+        rr = trace.rr_s[prev : int(i1)]
         prev = int(i1)
         if len(rr):
             last_rr = float(rr[-1])
         mean_rr = float(np.mean(rr)) if len(rr) else last_rr
-        ticks = tuple(int(round(x * RR_TICKS_PER_S)) for x in rr[-MAX_RR_PER_NOTIFICATION:])
+        ticks = tuple(round(float(x) * RR_TICKS_PER_S) for x in rr[-MAX_RR_PER_NOTIFICATION:])
         m = HeartRateMeasurement(
-            hr_bpm=int(round(60.0 / mean_rr)),
+            hr_bpm=round(60.0 / mean_rr),
             sensor_contact=SensorContact.DETECTED,
             rr_intervals=ticks or None,
         )
@@ -63,7 +63,7 @@ def heart_notifications(address: str, trace: HeartTrace) -> Iterator[FeedEvent]:
 def glucose_notifications(address: str, trace: GlucoseTrace, session_start: float) -> Iterator[FeedEvent]:
     """One 2AA7 record per CGM reading, with the trend over the last five minutes and the E2E-CRC."""
     prev: float | None = None
-    for t, value in zip(trace.t, trace.mg_dl):
+    for t, value in zip(trace.t, trace.mg_dl, strict=True):
         trend = 0.0 if prev is None else round((float(value) - prev) / 5.0, 1)
         prev = float(value)
         record = CgmMeasurementRecord(
@@ -97,7 +97,7 @@ def story_feed(
 ) -> Iterator[FeedEvent]:
     """Every notification of every wearer, in time order."""
     streams: list[Iterator[FeedEvent]] = []
-    for story, dev in zip(stories, devices):
+    for story, dev in zip(stories, devices, strict=True):
         if story.heart is not None and dev.strap is not None:
             streams.append(heart_notifications(dev.strap, story.heart))
         if story.glucose is not None and dev.cgm is not None:

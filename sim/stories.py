@@ -92,15 +92,49 @@ def demo_night(start: float, hours: float = 8.0, seed: int = 7) -> list[WearerSt
     def at(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
         return [(h * k, v) for h, v in points]
 
-    ann_glucose = at([(0, 150), (1.5, 120), (3.0, 72), (3.5, 60), (4.0, 50), (4.4, 49), (4.6, 62),
-                      (5.2, 110), (6.0, 125), (8.0, 118)])  # fmt: skip
+    ann_glucose = at(
+        [
+            (0, 150),
+            (1.5, 120),
+            (3.0, 72),
+            (3.5, 60),
+            (4.0, 50),
+            (4.4, 49),
+            (4.6, 62),
+            (5.2, 110),
+            (6.0, 125),
+            (8.0, 118),
+        ]
+    )
     ann_heart = at([(0, 64), (1, 58), (3.0, 60), (3.8, 84), (4.3, 96), (4.8, 80), (5.5, 62), (8.0, 60)])
     ben_glucose = at([(0, 215), (0.8, 262), (1.3, 272), (2.0, 240), (3.0, 180), (4.0, 150), (8.0, 140)])
-    ben_heart = at([(0, 62), (1.5, 55), (2.9, 50), (3.0, 36), (3.4, 35), (3.6, 48), (4.0, 56), (6.8, 58),
-                    (7.0, 128), (7.4, 132), (7.6, 80), (8.0, 66)])  # fmt: skip
+    ben_heart = at(
+        [
+            (0, 62),
+            (1.5, 55),
+            (2.9, 50),
+            (3.0, 36),
+            (3.4, 35),
+            (3.6, 48),
+            (4.0, 56),
+            (6.8, 58),
+            (7.0, 128),
+            (7.4, 132),
+            (7.6, 80),
+            (8.0, 66),
+        ]
+    )
     return [
-        WearerStory("w-ann", heart_trace(start, hours, ann_heart, rng), glucose_trace(start, hours, ann_glucose, rng),
-                    battery_pct=84),  # fmt: skip
-        WearerStory("w-ben", heart_trace(start, hours, ben_heart, rng), glucose_trace(start, hours, ben_glucose, rng),
-                    battery_pct=67),  # fmt: skip
+        WearerStory(
+            "w-ann",
+            heart_trace(start, hours, ann_heart, rng),
+            glucose_trace(start, hours, ann_glucose, rng),
+            battery_pct=84,
+        ),
+        WearerStory(
+            "w-ben",
+            heart_trace(start, hours, ben_heart, rng),
+            glucose_trace(start, hours, ben_glucose, rng),
+            battery_pct=67,
+        ),
     ]

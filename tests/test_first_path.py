@@ -36,8 +36,9 @@ HOURS = 2.0
 def story() -> WearerStory:
     rng = np.random.default_rng(3)
     # Glucose falls through 70 at ~0.5 h and through 54 at ~0.8 h, recovers by 1.5 h.
-    glucose = glucose_trace(START, HOURS, [(0, 100), (0.5, 70), (0.8, 50), (1.0, 45), (1.3, 62), (1.6, 110),
-                                           (2.0, 120)], rng)  # fmt: skip
+    glucose = glucose_trace(
+        START, HOURS, [(0, 100), (0.5, 70), (0.8, 50), (1.0, 45), (1.3, 62), (1.6, 110), (2.0, 120)], rng
+    )
     # Heart rate goes up to ~140 bpm between 1.0 and 1.3 h.
     heart = heart_trace(START, HOURS, [(0, 70), (0.95, 70), (1.0, 140), (1.3, 140), (1.35, 72), (2.0, 70)], rng)
     return WearerStory("w-test", heart, glucose, battery_pct=55)
@@ -80,7 +81,10 @@ def test_alerts_reach_a_subscriber_with_every_field(mosquitto: Broker, tmp_path:
             "wearers": [
                 {
                     "id": "w-test",
-                    "devices": [{"kind": "hr_strap", "address": devices[0].strap}, {"kind": "cgm", "name": "CGM-0"}],
+                    "devices": [
+                        {"kind": "hr_strap", "address": devices[0].strap},
+                        {"kind": "cgm", "name": "CGM-0"},
+                    ],
                     "thresholds": {"hr_high": 120, "hr_sustain_s": 60},
                 }
             ],
@@ -99,10 +103,12 @@ def test_alerts_reach_a_subscriber_with_every_field(mosquitto: Broker, tmp_path:
         while not agent.queue.empty():
             await asyncio.sleep(0.01)
 
-    result = asyncio.run(run_daemon(cfg, clock=clock, scanner_backend=backends.scanner,
-                                    client_backend=backends.client, until=scenario))  # fmt: skip
+    result = asyncio.run(
+        run_daemon(cfg, clock=clock, scanner_backend=backends.scanner, client_backend=backends.client, until=scenario)
+    )
     assert result.flushed
-    assert result.agent.stats.dropped == 0 and result.agent.stats.rejected == 0
+    assert result.agent.stats.dropped == 0
+    assert result.agent.stats.rejected == 0
     for _ in range(200):
         if len(sub.alerts()) >= 6:
             break
@@ -121,15 +127,29 @@ def test_alerts_reach_a_subscriber_with_every_field(mosquitto: Broker, tmp_path:
         ("glucose_low", "cleared"),
     ]
     ids = set()
-    for msg, (topic, p) in zip(msgs, got):
+    for msg, (topic, p) in zip(msgs, got, strict=True):
         assert msg.qos == 1
         assert not msg.retain
         assert topic == f"vigil/ward-3/w-test/alert/{p['kind']}"
         assert set(p) == {
-            "schema", "id", "episode", "site", "agent", "wearer", "kind", "severity", "state", "time",
-            "condition_since", "reason", "values", "thresholds", "source",
-        }  # fmt: skip
-        assert re.fullmatch(r"[0-9a-f]{32}", p["id"]) and p["id"] not in ids
+            "schema",
+            "id",
+            "episode",
+            "site",
+            "agent",
+            "wearer",
+            "kind",
+            "severity",
+            "state",
+            "time",
+            "condition_since",
+            "reason",
+            "values",
+            "thresholds",
+            "source",
+        }
+        assert re.fullmatch(r"[0-9a-f]{32}", p["id"])
+        assert p["id"] not in ids
         ids.add(p["id"])
         assert (p["site"], p["agent"], p["wearer"], p["schema"]) == ("ward-3", "agent-t", "w-test", 1)
         t = datetime.fromisoformat(p["time"].replace("Z", "+00:00")).timestamp()
@@ -143,7 +163,8 @@ def test_alerts_reach_a_subscriber_with_every_field(mosquitto: Broker, tmp_path:
     assert low["thresholds"] == {"glucose_low": 70.0, "glucose_hysteresis": 5.0}
     assert f"{low['values']['glucose_mg_dl']:g} mg/dL is below the threshold of 70 mg/dL" in low["reason"]
     urgent = by[("glucose_urgent_low", "raised")]
-    assert urgent["severity"] == "urgent" and urgent["values"]["glucose_mg_dl"] < 54
+    assert urgent["severity"] == "urgent"
+    assert urgent["values"]["glucose_mg_dl"] < 54
     assert by[("glucose_low", "cleared")]["episode"] == low["episode"]
     assert by[("glucose_low", "cleared")]["values"]["glucose_mg_dl"] >= 75
     tachy = by[("heart_tachycardia", "raised")]

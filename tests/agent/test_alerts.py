@@ -76,7 +76,8 @@ def test_restore_does_not_raise_again() -> None:
     again.restore({("w1", "glucose_low"): (raised.episode, 0.0)})
     assert again.feed("w1", "glucose", 64, 300) == []
     (cleared,) = again.feed("w1", "glucose", 90, 600)
-    assert cleared.episode == raised.episode and cleared.state == "cleared"
+    assert cleared.episode == raised.episode
+    assert cleared.state == "cleared"
 
 
 @given(st.lists(st.floats(min_value=40, max_value=400), min_size=1, max_size=200))

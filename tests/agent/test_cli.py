@@ -28,7 +28,7 @@ VIGIL = [sys.executable, "-m", "agent.cli"]
 def test_every_verb_has_help_and_is_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     parser = build_parser()
-    verbs = [a for a in parser._subparsers._group_actions[0].choices]  # type: ignore[union-attr]
+    verbs = list(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     assert {"run", "demo", "watch"} <= set(verbs)
     for verb in verbs:
         assert f"vigil {verb}" in readme, f"`vigil {verb}` is not documented in README.md"
@@ -57,14 +57,39 @@ def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_watch_prints_alerts_readably_and_as_json(mosquitto: Broker) -> None:
     payload = {
-        "id": "abc", "episode": "e1", "wearer": "w-1", "kind": "glucose_low", "severity": "warning",
-        "state": "raised", "time": "2026-01-16T01:10:00.000Z", "reason": "low glucose: glucose 66 mg/dL is below",
-    }  # fmt: skip
+        "id": "abc",
+        "episode": "e1",
+        "wearer": "w-1",
+        "kind": "glucose_low",
+        "severity": "warning",
+        "state": "raised",
+        "time": "2026-01-16T01:10:00.000Z",
+        "reason": "low glucose: glucose 66 mg/dL is below",
+    }
     broker = f"{mosquitto.host}:{mosquitto.port}"
-    readable = subprocess.Popen([*VIGIL, "watch", "--broker", broker, "--count", "1", "--timeout", "20"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    as_json = subprocess.Popen([*VIGIL, "watch", "--broker", broker, "--json", "--kind", "glucose_low",
-                                "--count", "1", "--timeout", "20"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    readable = subprocess.Popen(
+        [*VIGIL, "watch", "--broker", broker, "--count", "1", "--timeout", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    as_json = subprocess.Popen(
+        [
+            *VIGIL,
+            "watch",
+            "--broker",
+            broker,
+            "--json",
+            "--kind",
+            "glucose_low",
+            "--count",
+            "1",
+            "--timeout",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.5)  # both subscribers connect
     pub = paho.Client(CallbackAPIVersion.VERSION2)
     pub.connect(mosquitto.host, mosquitto.port)
@@ -108,10 +133,18 @@ def test_agent_without_broker_keeps_running_and_storing(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.02)
 
-    result = asyncio.run(run_daemon(cfg, clock=clock, scanner_backend=backends.scanner,
-                                    client_backend=backends.client, until=scenario, flush_timeout=0.5))  # fmt: skip
+    result = asyncio.run(
+        run_daemon(
+            cfg,
+            clock=clock,
+            scanner_backend=backends.scanner,
+            client_backend=backends.client,
+            until=scenario,
+            flush_timeout=0.5,
+        )
+    )
     assert not result.flushed
-    assert result.publisher.last_error is not None and "cannot connect" in result.publisher.last_error
+    assert "cannot connect" in (result.publisher.last_error or "")
     assert result.agent.stats.alerts["glucose_low:raised"] == 1
     store = Store(tmp_path / "v.db")
     assert store.count_readings() == {"glucose": 1}

@@ -60,7 +60,12 @@ def test_good_file_loads_with_defaults_and_relative_db(tmp_path: Path) -> None:
 
 def test_consensus_defaults() -> None:
     th = Thresholds()
-    assert (th.glucose_urgent_low, th.glucose_low, th.glucose_high, th.glucose_urgent_high) == (54, 70, 180, 250)
+    assert (th.glucose_urgent_low, th.glucose_low, th.glucose_high, th.glucose_urgent_high) == (
+        54,
+        70,
+        180,
+        250,
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,7 +78,11 @@ def test_consensus_defaults() -> None:
         (minimal(mqtt={"hots": "x"}), "mqtt.hots", "x"),
         (minimal(agent={"site": "my site"}), "agent.site", "my site"),
         (minimal(mqtt={"password": "p"}), "mqtt.username", None),
-        ({"wearers": [{"id": "w1", "devices": [{"kind": "glucometer"}]}]}, "wearers[0].devices[0].kind", "glucometer"),
+        (
+            {"wearers": [{"id": "w1", "devices": [{"kind": "glucometer"}]}]},
+            "wearers[0].devices[0].kind",
+            "glucometer",
+        ),
         ({"wearers": [{"id": "w1", "devices": []}]}, "wearers[0].devices", []),
         ({"wearers": [{"devices": [{"kind": "cgm"}]}]}, "wearers[0].id", None),
         (
@@ -87,7 +96,12 @@ def test_consensus_defaults() -> None:
             "fast",
         ),
         (
-            {"wearers": [{"id": "w", "devices": [{"kind": "cgm"}]}, {"id": "w", "devices": [{"kind": "cgm"}]}]},
+            {
+                "wearers": [
+                    {"id": "w", "devices": [{"kind": "cgm"}]},
+                    {"id": "w", "devices": [{"kind": "cgm"}]},
+                ]
+            },
             "wearers[1].id",
             "w",
         ),

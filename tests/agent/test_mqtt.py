@@ -37,7 +37,7 @@ class Collector:
 
 def queue_alerts(store: Store, n: int, start: int = 0) -> None:
     rows = [
-        (PRIORITY_ALERT, f"vigil/home/w1/alert/glucose_low", json.dumps({"id": f"a{i}"}).encode(), 1, False)
+        (PRIORITY_ALERT, "vigil/home/w1/alert/glucose_low", json.dumps({"id": f"a{i}"}).encode(), 1, False)
         for i in range(start, start + n)
     ]
     store.write_batch(outbox=rows)
@@ -58,8 +58,14 @@ def test_outbox_is_delivered_in_order_and_removed_only_after_ack(mosquitto: Brok
     sub = Collector(cfg)
 
     async def main() -> None:
-        pub = Publisher(cfg, store, client_id="agent-t", status_topic="vigil/home/agent/t/status",
-                        offline_payload=status_payload("offline"), inflight=5)  # fmt: skip
+        pub = Publisher(
+            cfg,
+            store,
+            client_id="agent-t",
+            status_topic="vigil/home/agent/t/status",
+            offline_payload=status_payload("offline"),
+            inflight=5,
+        )
         task = asyncio.create_task(pub.run())
         assert await pub.flush(10)
         assert pub.acked == 50
@@ -83,8 +89,14 @@ def test_broker_away_agent_buffers_then_delivers(tmp_path: Path) -> None:
     queue_alerts(store, 5)
 
     async def main() -> None:
-        pub = Publisher(cfg, store, client_id="agent-t", status_topic="vigil/home/agent/t/status",
-                        offline_payload=status_payload("offline"), retry_delay=lambda attempt: 0.2)  # fmt: skip
+        pub = Publisher(
+            cfg,
+            store,
+            client_id="agent-t",
+            status_topic="vigil/home/agent/t/status",
+            offline_payload=status_payload("offline"),
+            retry_delay=lambda attempt: 0.2,
+        )
         task = asyncio.create_task(pub.run())
         assert await wait_for(lambda: pub.last_error is not None, 5)
         assert not pub.connected
@@ -135,8 +147,13 @@ def test_status_online_then_offline_will_on_crash(mosquitto: Broker, tmp_path: P
     store = Store(tmp_path / "v.db")
 
     async def main() -> None:
-        pub = Publisher(cfg, store, client_id="agent-t", status_topic=topic,
-                        offline_payload=status_payload("offline", agent="t"))  # fmt: skip
+        pub = Publisher(
+            cfg,
+            store,
+            client_id="agent-t",
+            status_topic=topic,
+            offline_payload=status_payload("offline", agent="t"),
+        )
         task = asyncio.create_task(pub.run())
         assert await wait_for(lambda: pub.connected)
         pub.publish_direct(topic, status_payload("online", agent="t"), retain=True)

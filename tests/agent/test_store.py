@@ -51,9 +51,9 @@ def test_batch_is_atomic(tmp_path: Path) -> None:
     s = Store(tmp_path / "v.db")
     alert = StoredAlert("a1", "e1", "w1", "glucose_low", "warning", "raised", 1.0, {"id": "a1"})
     s.write_batch(alerts=[alert])
+    # The reading is valid but the alert's payload cannot be serialised: nothing may be written.
+    bad = StoredAlert("a2", "e2", "w1", "glucose_low", "warning", "raised", 2.0, {"x": object()})
     with pytest.raises(StoreError):
-        # The readings are valid but the alert's payload cannot be serialised: nothing may be written.
-        bad = StoredAlert("a2", "e2", "w1", "glucose_low", "warning", "raised", 2.0, {"x": object()})
         s.write_batch(readings=[Reading("w1", "cgm", "glucose", 2.0, 60.0)], alerts=[bad])
     assert s.count_readings() == {}
     assert [a.id for a in s.alerts()] == ["a1"]

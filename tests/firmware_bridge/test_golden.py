@@ -33,9 +33,7 @@ def test_every_vector_names_its_source() -> None:
     for vector in GOLDEN["vectors"] + GOLDEN["errors"]:
         assert vector["source"].strip(), vector["id"]
         assert vector["note"].strip(), vector["id"]
-    assert len(set(_ids(GOLDEN["vectors"] + GOLDEN["errors"]))) == len(GOLDEN["vectors"]) + len(
-        GOLDEN["errors"]
-    )
+    assert len(set(_ids(GOLDEN["vectors"] + GOLDEN["errors"]))) == len(GOLDEN["vectors"]) + len(GOLDEN["errors"])
 
 
 def test_golden_set_covers_every_codec() -> None:

@@ -71,9 +71,7 @@ def test_special_mantissas_with_nonzero_exponent_are_ordinary_numbers(raw: int) 
     assert value.exponent != 0
 
 
-@pytest.mark.parametrize(
-    ("codec", "data"), [(decode_sfloat, b"\x01\x08"), (decode_float, b"\x01\x00\x80\x00")]
-)
+@pytest.mark.parametrize(("codec", "data"), [(decode_sfloat, b"\x01\x08"), (decode_float, b"\x01\x00\x80\x00")])
 def test_reserved_code_is_rejected(codec: object, data: bytes) -> None:
     with pytest.raises(ReservedValueError) as caught:
         codec(data, characteristic="2AA7")  # type: ignore[operator]

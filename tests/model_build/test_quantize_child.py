@@ -16,9 +16,7 @@ from model_build.quantize import QuantizeError, quantize_int8, run_child
 
 
 def test_a_segfaulting_child_is_reported_with_its_signal() -> None:
-    crash = (
-        "import os, signal, sys; sys.stderr.write('about to crash\\n'); os.kill(os.getpid(), signal.SIGSEGV)"
-    )
+    crash = "import os, signal, sys; sys.stderr.write('about to crash\\n'); os.kill(os.getpid(), signal.SIGSEGV)"
     with pytest.raises(QuantizeError) as info:
         run_child([sys.executable, "-c", crash], timeout_s=60)
     assert info.value.returncode == -signal.SIGSEGV

@@ -30,9 +30,7 @@ GOLDEN: dict[str, Any] = json.loads((TINY / "golden.json").read_text(encoding="u
 
 def _check_goldens(got: npt.NDArray[np.float32], step: float) -> None:
     tol = GOLDEN["tolerance"]
-    np.testing.assert_allclose(
-        got, GOLDEN["int8_outputs"], rtol=0, atol=tol["int8_runtime_steps"] * step + 1e-7
-    )
+    np.testing.assert_allclose(got, GOLDEN["int8_outputs"], rtol=0, atol=tol["int8_runtime_steps"] * step + 1e-7)
     np.testing.assert_allclose(got, GOLDEN["float_outputs"], rtol=0, atol=tol["int8_vs_float_abs"])
 
 

@@ -20,8 +20,14 @@ def test_demo_prints_each_alert_and_a_summary(tmp_path: Path) -> None:
     assert rc == 0, text
     alert_lines = [line for line in text.splitlines() if "  RAISED " in line or "  CLEARED " in line]
     raised = {line.split()[5].rstrip(":") for line in alert_lines if " RAISED " in line}
-    assert raised == {"glucose_low", "glucose_urgent_low", "glucose_high", "glucose_urgent_high",
-                      "heart_bradycardia", "heart_tachycardia"}  # fmt: skip
+    assert raised == {
+        "glucose_low",
+        "glucose_urgent_low",
+        "glucose_high",
+        "glucose_urgent_high",
+        "heart_bradycardia",
+        "heart_tachycardia",
+    }
     assert "alert messages received by the subscriber: 12 of 12, 0 duplicates dropped" in text
     assert "0 dropped, 0 rejected by the codecs" in text
     db = tmp_path / "demo" / "vigil.db"
