@@ -263,6 +263,8 @@ def _parse_device(raw: object, where: str) -> DeviceConfig:
         raise ConfigError(f"{where}.address", address, "must be a non-empty string")
     if name is not None and (not isinstance(name, str) or not name):
         raise ConfigError(f"{where}.name", name, "must be a non-empty string")
+    if address is None and name is None:
+        raise ConfigError(f"{where}.address", None, "give the device's address, or its advertised name")
     return DeviceConfig(kind=str(kind), address=address, name=name)
 
 

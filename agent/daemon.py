@@ -103,6 +103,8 @@ async def run_daemon(
         asyncio.create_task(publisher.run(), name="publisher"),
         asyncio.create_task(heartbeat(), name="heartbeat"),
     ]
+    # One adapter: BlueZ copes badly with several connections being set up at once, so links take turns.
+    connect_lock = asyncio.Lock()
     for wearer in cfg.wearers:
         for device in wearer.devices:
             link = DeviceLink(
@@ -113,6 +115,7 @@ async def run_daemon(
                 scanner_backend=scanner_backend,
                 client_backend=client_backend,
                 on_state=agent.link_state,
+                connect_lock=connect_lock,
             )
             tasks.append(asyncio.create_task(link.run(), name=f"link:{wearer.id}:{device.label}"))
     if on_ready is not None:

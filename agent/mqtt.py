@@ -208,11 +208,12 @@ class Publisher:
             )
         except (OSError, ssl.SSLError, socket.gaierror, ValueError) as exc:
             raise BrokerError(self.broker, f"cannot connect: {exc}") from exc
-        try:
-            rc = await asyncio.wait_for(self._connack, timeout=max(10.0, self.cfg.keepalive_s))
-        except asyncio.TimeoutError:
+        # asyncio.wait, not wait_for: on Python 3.10/3.11 wait_for can swallow a cancellation (gh-86296).
+        done, _ = await asyncio.wait({self._connack}, timeout=max(10.0, self.cfg.keepalive_s))
+        if not done:
             self.client.disconnect()
-            raise BrokerError(self.broker, "no CONNACK from the broker") from None
+            raise BrokerError(self.broker, "no CONNACK from the broker")
+        rc = self._connack.result()
         if rc.is_failure:
             self.client.disconnect()
             raise BrokerError(self.broker, f"connection refused: {rc}")

@@ -6,6 +6,7 @@ Duplicates (the same alert id delivered twice, which QoS 1 allows) are printed o
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -129,6 +130,10 @@ def watch(
     w = Watcher(cfg, show, site=site, wearer=wearer, kind=kind)
     w.start()
     try:
+        if w.subscribed.wait(min(timeout, 30.0) if timeout is not None else 30.0):
+            print(f"vigil watch: subscribed to {w.topic} on {cfg.host}:{cfg.port}", file=sys.stderr, flush=True)
+        else:
+            print(f"vigil watch: still waiting for {cfg.host}:{cfg.port} to accept the subscription", file=sys.stderr)
         done.wait(timeout)
     finally:
         w.stop()

@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -88,9 +87,12 @@ def test_watch_prints_alerts_readably_and_as_json(mosquitto: Broker) -> None:
             "20",
         ],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # both subscribers connect
+    for proc in (readable, as_json):  # each says so on stderr once its subscription is in place
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("vigil watch: subscribed to vigil/+/")
     pub = paho.Client(CallbackAPIVersion.VERSION2)
     pub.connect(mosquitto.host, mosquitto.port)
     pub.loop_start()

@@ -85,21 +85,22 @@ def test_consensus_defaults() -> None:
         ),
         ({"wearers": [{"id": "w1", "devices": []}]}, "wearers[0].devices", []),
         ({"wearers": [{"devices": [{"kind": "cgm"}]}]}, "wearers[0].id", None),
+        ({"wearers": [{"id": "w1", "devices": [{"kind": "cgm"}]}]}, "wearers[0].devices[0].address", None),
         (
-            {"wearers": [{"id": "w1", "devices": [{"kind": "cgm"}], "thresholds": {"glucose_low": 50}}]},
+            {"wearers": [{"id": "w1", "devices": [{"kind": "cgm", "name": "x"}], "thresholds": {"glucose_low": 50}}]},
             "wearers[0].thresholds.glucose_urgent_low",
             54.0,
         ),
         (
-            {"wearers": [{"id": "w1", "devices": [{"kind": "cgm"}], "thresholds": {"hr_high": "fast"}}]},
+            {"wearers": [{"id": "w1", "devices": [{"kind": "cgm", "name": "x"}], "thresholds": {"hr_high": "fast"}}]},
             "wearers[0].thresholds.hr_high",
             "fast",
         ),
         (
             {
                 "wearers": [
-                    {"id": "w", "devices": [{"kind": "cgm"}]},
-                    {"id": "w", "devices": [{"kind": "cgm"}]},
+                    {"id": "w", "devices": [{"kind": "cgm", "name": "x"}]},
+                    {"id": "w", "devices": [{"kind": "cgm", "name": "y"}]},
                 ]
             },
             "wearers[1].id",
