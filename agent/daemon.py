@@ -71,13 +71,15 @@ async def run_daemon(
     clock = clock or SystemClock()
     store = Store(cfg.agent.db)
     topic = status_topic(cfg.mqtt.root, cfg.agent.site, cfg.agent.id)
-    offline = status_payload("offline", agent=cfg.agent.id)
+    # The will tells subscribers the agent vanished; a clean stop says it was stopped.
+    will = status_payload("offline", agent=cfg.agent.id, reason="connection lost")
+    offline = status_payload("offline", agent=cfg.agent.id, reason="stopped")
     publisher = Publisher(
         cfg.mqtt,
         store,
         client_id=cfg.mqtt.client_id or f"vigil-{cfg.agent.id}",
         status_topic=topic,
-        offline_payload=offline,
+        offline_payload=will,
     )
     agent = Agent(cfg, store, on_outbox=publisher.wake)
     started = time.monotonic()

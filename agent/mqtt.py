@@ -255,7 +255,7 @@ class Publisher:
         """Wait until the outbox is empty and nothing is in flight; False if the time ran out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.connected and not self._inflight and self.store.outbox_depth() == 0:
+            if not self._inflight and self.store.outbox_depth() == 0:
                 return True
             self._wake.set()
             await asyncio.sleep(0.02)
