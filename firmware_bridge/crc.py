@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 
-from firmware_bridge.errors import BytesLike
+from firmware_bridge.errors import BytesLike, CrcMismatchError, CrcMissingError, OverlongError, TruncatedError
 
 CRC_POLY = 0x1021
 CRC_POLY_REFLECTED = 0x8408
@@ -58,3 +58,39 @@ def append_e2e_crc(data: bytes) -> bytes:
 def crc_residue_ok(data_with_crc: bytes) -> bool:
     """True when the last two bytes are the correct little-endian E2E-CRC of the bytes before them."""
     return len(data_with_crc) >= 2 and e2e_crc(data_with_crc) == 0
+
+
+def read_optional_crc(characteristic: str, data: bytes, body_size: int, *, require_crc: bool = False) -> bool:
+    """Check the optional trailing E2E-CRC of a fixed-layout CGM characteristic; True when it is present.
+
+    CGM Status, Session Start Time and Session Run Time carry an E2E-CRC only when the sensor supports E2E-CRC,
+    and their fields have fixed sizes, so the length says whether the CRC is there: ``body_size`` bytes means
+    no CRC, ``body_size + 2`` means a CRC that must match the bytes before it. Anything shorter than the body,
+    or one byte of a CRC, is ``TruncatedError``; anything longer is ``OverlongError``. With ``require_crc``
+    (the sensor's CGM Feature says it supports E2E-CRC) a payload without one is ``CrcMissingError``.
+    """
+    if len(data) < body_size:
+        raise TruncatedError(characteristic, data, f"{len(data)} bytes, the fields need {body_size}", offset=len(data))
+    if len(data) == body_size:
+        if require_crc:
+            raise CrcMissingError(characteristic, data, "no E2E-CRC but one is required", offset=body_size)
+        return False
+    if len(data) < body_size + CRC_STRUCT.size:
+        raise TruncatedError(characteristic, data, "the E2E-CRC is cut short", offset=body_size)
+    if len(data) > body_size + CRC_STRUCT.size:
+        extra = len(data) - body_size - CRC_STRUCT.size
+        raise OverlongError(
+            characteristic, data, f"{extra} trailing bytes after the E2E-CRC", offset=body_size + CRC_STRUCT.size
+        )
+    (received,) = CRC_STRUCT.unpack_from(data, body_size)
+    computed = e2e_crc(data[:body_size])
+    if received != computed:
+        raise CrcMismatchError(
+            characteristic,
+            data,
+            f"E2E-CRC 0x{received:04X} does not match the fields' 0x{computed:04X}",
+            received=received,
+            computed=computed,
+            offset=body_size,
+        )
+    return True

@@ -23,13 +23,44 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from firmware_bridge.battery import decode_battery_level, encode_battery_level
+from firmware_bridge.body_sensor_location import (
+    BodySensorLocation,
+    decode_body_sensor_location,
+    encode_body_sensor_location,
+)
 from firmware_bridge.cgm import (
     CalTempOctet,
     CgmMeasurementRecord,
+    SensorStatusAnnunciation,
     StatusOctet,
     WarningOctet,
     decode_cgm_measurement,
     encode_cgm_measurement,
+)
+from firmware_bridge.cgm_feature import (
+    CgmFeature,
+    CgmFeatureFlags,
+    CgmSampleLocation,
+    CgmType,
+    decode_cgm_feature,
+    encode_cgm_feature,
+)
+from firmware_bridge.cgm_session import (
+    CgmSessionRunTime,
+    CgmSessionStartTime,
+    DstOffset,
+    decode_cgm_session_run_time,
+    decode_cgm_session_start_time,
+    encode_cgm_session_run_time,
+    encode_cgm_session_start_time,
+)
+from firmware_bridge.cgm_status import CgmStatus, decode_cgm_status, encode_cgm_status
+from firmware_bridge.device_information import (
+    MAX_ATTRIBUTE_OCTETS,
+    DeviceInfoField,
+    DeviceInfoString,
+    decode_device_info_string,
+    encode_device_info_string,
 )
 from firmware_bridge.errors import CodecError, EncodeError
 from firmware_bridge.heart_rate import (
@@ -38,6 +69,11 @@ from firmware_bridge.heart_rate import (
     SensorContact,
     decode_heart_rate_measurement,
     encode_heart_rate_measurement,
+)
+from firmware_bridge.heart_rate_control_point import (
+    HeartRateControlOpCode,
+    decode_heart_rate_control_point,
+    encode_heart_rate_control_point,
 )
 from firmware_bridge.registry import DECODERS, decode_to_dict
 from firmware_bridge.sfloat import Float32, SFloat, decode_float, decode_sfloat
@@ -141,10 +177,61 @@ def _cgm_seeds() -> tuple[bytes, ...]:
     return tuple(seeds)
 
 
+def _cgm_feature_seeds() -> tuple[bytes, ...]:
+    seeds = []
+    locations = tuple(CgmSampleLocation)
+    for variant, cgm_type in enumerate(CgmType):
+        location = locations[variant % len(locations)]
+        features = CgmFeatureFlags((0x1_F00F * (variant + 1)) & 0x1FFFF)
+        if variant % 2:
+            features |= CgmFeatureFlags.E2E_CRC_SUPPORTED
+        else:
+            features &= ~CgmFeatureFlags.E2E_CRC_SUPPORTED
+        seeds.append(encode_cgm_feature(CgmFeature(features, cgm_type, location)))
+    return tuple(seeds)
+
+
+def _cgm_status_seeds() -> tuple[bytes, ...]:
+    return tuple(
+        encode_cgm_status(CgmStatus(offset, SensorStatusAnnunciation(bits), has_crc))
+        for offset, bits, has_crc in ((0, 0, False), (5, 0x010101, True), (1440, 0xFF3F3F, False), (65535, 2, True))
+    )
+
+
+def _cgm_start_time_seeds() -> tuple[bytes, ...]:
+    return tuple(
+        encode_cgm_session_start_time(CgmSessionStartTime(*fields))
+        for fields in (
+            (2018, 4, 24, 13, 8, 24, 8, DstOffset.DAYLIGHT_TIME, True),
+            (0, 4, 24, 13, 8, 24, 8, DstOffset.HALF_AN_HOUR_DAYLIGHT_TIME, False),
+            (2024, 2, 29, 23, 59, 59, -128, DstOffset.UNKNOWN, True),
+            (1582, 12, 31, 0, 0, 0, -48, DstOffset.STANDARD_TIME, False),
+            (9999, 0, 0, 12, 30, 0, 56, DstOffset.DOUBLE_DAYLIGHT_TIME, True),
+        )
+    )
+
+
+def _device_info_seeds() -> tuple[bytes, ...]:
+    # The long seeds sit at the 512-octet limit, so that lengthening mutations cross it.
+    return (b"", b"Tacx", b"T1994", b"V1.05", "Ger\u00e4t \u2665".encode(), b"\xff\xfe", b"A" * MAX_ATTRIBUTE_OCTETS)
+
+
 def default_targets() -> tuple[FuzzTarget, ...]:
     """Every decoder in the package, with valid seed payloads and its oracle."""
     cgm_seeds = _cgm_seeds()
     registry_keys = tuple(DECODERS)
+    registry_seeds = {
+        "2A37": _heart_rate_seeds()[22],
+        "2A38": b"\x01",
+        "2A39": b"\x01",
+        "2A19": b"\x55",
+        "2A29": b"Tacx",
+        "2AA7": cgm_seeds[63],
+        "2AA8": _cgm_feature_seeds()[1],
+        "2AA9": _cgm_status_seeds()[1],
+        "2AAA": _cgm_start_time_seeds()[0],
+        "2AAB": b"\x02\x00\x08\xc3",
+    }
 
     def registry_decode(payload: bytes) -> object:
         # The first byte picks the characteristic so that mutations explore all of them.
@@ -177,6 +264,24 @@ def default_targets() -> tuple[FuzzTarget, ...]:
             _round_trip(lambda level: encode_battery_level(_as(level, int))),
         ),
         FuzzTarget(
+            "body_sensor_location",
+            decode_body_sensor_location,
+            tuple(encode_body_sensor_location(location) for location in BodySensorLocation),
+            _round_trip(lambda location: encode_body_sensor_location(_as(location, BodySensorLocation))),
+        ),
+        FuzzTarget(
+            "heart_rate_control_point",
+            decode_heart_rate_control_point,
+            (encode_heart_rate_control_point(HeartRateControlOpCode.RESET_ENERGY_EXPENDED),),
+            _round_trip(lambda op_code: encode_heart_rate_control_point(_as(op_code, HeartRateControlOpCode))),
+        ),
+        FuzzTarget(
+            "device_information",
+            lambda payload: decode_device_info_string(DeviceInfoField.FIRMWARE_REVISION, payload),
+            _device_info_seeds(),
+            _round_trip(lambda value: encode_device_info_string(_as(value, DeviceInfoString))),
+        ),
+        FuzzTarget(
             "cgm",
             decode_cgm_measurement,
             cgm_seeds,
@@ -188,6 +293,33 @@ def default_targets() -> tuple[FuzzTarget, ...]:
             cgm_seeds[32:64],  # the seeds built with has_crc
             _round_trip(lambda records: encode_cgm_measurement(_as(records, tuple))),
         ),
+        FuzzTarget(
+            "cgm_feature",
+            decode_cgm_feature,
+            _cgm_feature_seeds(),
+            _round_trip(lambda feature: encode_cgm_feature(_as(feature, CgmFeature))),
+        ),
+        FuzzTarget(
+            "cgm_status",
+            decode_cgm_status,
+            _cgm_status_seeds(),
+            _round_trip(lambda status: encode_cgm_status(_as(status, CgmStatus))),
+        ),
+        FuzzTarget(
+            "cgm_session_start_time",
+            decode_cgm_session_start_time,
+            _cgm_start_time_seeds(),
+            _round_trip(lambda start: encode_cgm_session_start_time(_as(start, CgmSessionStartTime))),
+        ),
+        FuzzTarget(
+            "cgm_session_run_time",
+            decode_cgm_session_run_time,
+            tuple(
+                encode_cgm_session_run_time(CgmSessionRunTime(hours, has_crc))
+                for hours, has_crc in ((0, False), (2, True), (336, False), (65535, True))
+            ),
+            _round_trip(lambda run_time: encode_cgm_session_run_time(_as(run_time, CgmSessionRunTime))),
+        ),
         FuzzTarget("sfloat", decode_sfloat, sfloat_seeds, _round_trip(lambda v: _as(v, SFloat).to_bytes())),
         FuzzTarget(
             "float32",
@@ -198,7 +330,7 @@ def default_targets() -> tuple[FuzzTarget, ...]:
         FuzzTarget(
             "registry",
             registry_decode,
-            tuple(bytes([i]) + seed for i, seed in enumerate((_heart_rate_seeds()[22], b"\x55", cgm_seeds[63]))),
+            tuple(bytes([registry_keys.index(key)]) + seed for key, seed in registry_seeds.items()),
             _strict_json,
         ),
         FuzzTarget(

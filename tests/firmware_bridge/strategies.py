@@ -6,6 +6,7 @@ the encoders, so ``encode(decode(payload)) == payload`` tests both directions.
 
 from __future__ import annotations
 
+import calendar
 import struct
 
 from hypothesis import settings
@@ -96,3 +97,67 @@ def cgm_record_payloads(draw: st.DrawFn, *, crc: bool | None = None) -> bytes:
 
 def cgm_payloads(*, crc: bool | None = None) -> st.SearchStrategy[bytes]:
     return st.lists(cgm_record_payloads(crc=crc), min_size=1, max_size=4).map(b"".join)
+
+
+# ---- Body Sensor Location, Device Information, CGM Feature / Status / Session ---------------------------
+
+BODY_SENSOR_LOCATION_CODES = range(0, 7)
+CGM_TYPE_CODES = range(1, 11)
+CGM_SAMPLE_LOCATION_CODES = (1, 2, 3, 4, 5, 15)
+DST_CODES = (0, 2, 4, 8, 255)
+
+
+def _with_optional_crc(draw: st.DrawFn, body: bytes, crc: bool | None) -> bytes:
+    with_crc = draw(st.booleans()) if crc is None else crc
+    return body + struct.pack("<H", e2e_crc(body)) if with_crc else body
+
+
+@st.composite
+def cgm_feature_payloads(draw: st.DrawFn) -> bytes:
+    """CGM Feature laid out per CGMS: 24-bit features, Type | Location << 4, then the CRC or 0xFFFF."""
+    features = draw(st.integers(0, 0xFFFFFF))
+    type_location = draw(st.sampled_from(CGM_TYPE_CODES)) | draw(st.sampled_from(CGM_SAMPLE_LOCATION_CODES)) << 4
+    body = features.to_bytes(3, "little") + bytes([type_location])
+    crc = e2e_crc(body) if features & 0x1000 else 0xFFFF
+    return body + struct.pack("<H", crc)
+
+
+@st.composite
+def cgm_status_payloads(draw: st.DrawFn, *, crc: bool | None = None) -> bytes:
+    body = struct.pack("<H", draw(st.integers(0, 0xFFFF))) + draw(st.integers(0, 0xFFFFFF)).to_bytes(3, "little")
+    return _with_optional_crc(draw, body, crc)
+
+
+@st.composite
+def session_start_time_fields(draw: st.DrawFn) -> tuple[int, int, int, int, int, int, int, int]:
+    """Valid Date Time, Time Zone and DST Offset fields, unknown values included."""
+    year = draw(st.sampled_from((0, 1582, 9999)) | st.integers(1582, 9999))
+    month = draw(st.integers(0, 12))
+    if month and year:
+        last = calendar.monthrange(year, month)[1]
+    elif month:
+        last = calendar.monthrange(2000, month)[1]
+    else:
+        last = 31
+    day = draw(st.integers(0, last))
+    return (
+        year,
+        month,
+        day,
+        draw(st.integers(0, 23)),
+        draw(st.integers(0, 59)),
+        draw(st.integers(0, 59)),
+        draw(st.sampled_from((-128, -48, 0, 56)) | st.integers(-48, 56)),
+        draw(st.sampled_from(DST_CODES)),
+    )
+
+
+@st.composite
+def session_start_time_payloads(draw: st.DrawFn, *, crc: bool | None = None) -> bytes:
+    body = struct.pack("<HBBBBBbB", *draw(session_start_time_fields()))
+    return _with_optional_crc(draw, body, crc)
+
+
+@st.composite
+def session_run_time_payloads(draw: st.DrawFn, *, crc: bool | None = None) -> bytes:
+    return _with_optional_crc(draw, struct.pack("<H", draw(st.integers(0, 0xFFFF))), crc)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_bridge.crc import CRC_STRUCT, append_e2e_crc, crc_residue_ok, e2e_crc
+from firmware_bridge.crc import CRC_STRUCT, append_e2e_crc, crc_residue_ok, e2e_crc, read_optional_crc
+from firmware_bridge.errors import CodecError, CrcMismatchError, CrcMissingError, OverlongError, TruncatedError
 
 from .strategies import SETTINGS
 
@@ -84,3 +85,30 @@ def test_every_single_bit_error_is_detected(data: bytes, draw: st.DataObject) ->
 
 def test_short_input_has_no_residue() -> None:
     assert not crc_residue_ok(b"\x00")
+
+
+# ---- the optional trailing E2E-CRC of CGM Status / Session Start Time / Session Run Time ------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "offset"),
+    [
+        (b"\x02", TruncatedError, 1),
+        (b"\x02\x00\x08", TruncatedError, 2),
+        (b"\x02\x00\x08\xc3\x00", OverlongError, 4),
+        (b"\x02\x00\x09\xc3", CrcMismatchError, 2),
+    ],
+)
+def test_read_optional_crc_errors(payload: bytes, error: type[CodecError], offset: int) -> None:
+    with pytest.raises(error) as caught:
+        read_optional_crc("2AAB", payload, 2)
+    assert type(caught.value) is error
+    assert (caught.value.characteristic, caught.value.data, caught.value.offset) == ("2AAB", payload, offset)
+
+
+def test_read_optional_crc_presence_from_length() -> None:
+    assert read_optional_crc("2AAB", b"\x02\x00", 2) is False
+    assert read_optional_crc("2AAB", b"\x02\x00\x08\xc3", 2) is True
+    assert read_optional_crc("2AAB", b"\x02\x00\x08\xc3", 2, require_crc=True) is True
+    with pytest.raises(CrcMissingError):
+        read_optional_crc("2AAB", b"\x02\x00", 2, require_crc=True)
