@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent import __version__, cmd_decode
+from agent import __version__, cmd_ack, cmd_decode
 from agent.config import MqttConfig
 from agent.errors import AgentError, ConfigError
 
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
     watch.add_argument("--count", type=int, help="exit after this many alerts")
     watch.add_argument("--timeout", type=float, help="exit after this many seconds")
+    cmd_ack.register(sub, _broker_args)
     cmd_decode.register(sub)
     return parser
 

@@ -48,6 +48,33 @@ class Thresholds:
     hr_hysteresis: float = 5.0
     # Heart-rate alerts need the condition to hold this long (seconds) before they raise.
     hr_sustain_s: float = 60.0
+    # A sensor that has sent nothing for this long raises sensor_stale (a CGM reads every 5 minutes,
+    # a strap every second).
+    cgm_stale_s: float = 900.0
+    strap_stale_s: float = 120.0
+    # sensor_battery_low below this level (percent); it clears 5 points above.
+    battery_low_pct: float = 15.0
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """How alerts are repeated, snoozed and escalated; the ``[alerts]`` table, the same for every wearer."""
+
+    # An unacknowledged alert is announced again ("ongoing") this often; 0 turns it off.
+    renotify_urgent_s: float = 900.0
+    renotify_warning_s: float = 0.0
+    # A link that has been down (reconnecting or lost) this long raises sensor_disconnected.
+    disconnected_after_s: float = 300.0
+    # Longest snooze accepted; urgent kinds (urgent low, urgent high) are held to the shorter one.
+    snooze_max_s: float = 4 * 3600.0
+    snooze_max_urgent_s: float = 1800.0
+
+    def renotify_s(self, severity: str) -> float:
+        if severity == "urgent":
+            return self.renotify_urgent_s
+        if severity == "warning":
+            return self.renotify_warning_s
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +130,7 @@ class Config:
     agent: AgentConfig
     mqtt: MqttConfig
     wearers: tuple[WearerConfig, ...]
+    alerts: AlertPolicy = field(default_factory=AlertPolicy)
 
     def wearer(self, wearer_id: str) -> WearerConfig:
         for w in self.wearers:
@@ -129,7 +157,7 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
     """Validate a configuration already parsed into dicts (from TOML or built in code)."""
-    _reject_unknown(data, "", {"agent", "mqtt", "wearers"})
+    _reject_unknown(data, "", {"agent", "mqtt", "wearers", "alerts"})
     agent = _parse_agent(_table(data, "agent"), base_dir)
     mqtt = _parse_mqtt(_table(data, "mqtt"), base_dir)
     raw_wearers = data.get("wearers")
@@ -143,7 +171,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Co
         if w.id in seen:
             raise ConfigError(f"wearers[{i}].id", w.id, "duplicate wearer id")
         seen.add(w.id)
-    return Config(agent=agent, mqtt=mqtt, wearers=wearers)
+    return Config(agent=agent, mqtt=mqtt, wearers=wearers, alerts=_parse_policy(_table(data, "alerts")))
 
 
 def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
@@ -268,17 +296,25 @@ def _parse_device(raw: object, where: str) -> DeviceConfig:
     return DeviceConfig(kind=str(kind), address=address, name=name)
 
 
-def _parse_thresholds(t: Mapping[str, Any], where: str) -> Thresholds:
-    d = Thresholds()
-    names = set(Thresholds.__dataclass_fields__)
+def _parse_policy(t: Mapping[str, Any]) -> AlertPolicy:
+    return AlertPolicy(**_numbers(t, "alerts", AlertPolicy()))
+
+
+def _numbers(t: Mapping[str, Any], where: str, defaults: Any) -> dict[str, float]:
+    """Every field of the dataclass ``defaults`` from table ``t``: non-negative finite numbers."""
+    names = set(type(defaults).__dataclass_fields__)
     _reject_unknown(t, where, names)
     values: dict[str, float] = {}
     for name in names:
-        v = t.get(name, getattr(d, name))
+        v = t.get(name, getattr(defaults, name))
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise ConfigError(f"{where}.{name}", v, "must be a non-negative number")
         values[name] = float(v)
-    th = Thresholds(**values)
+    return values
+
+
+def _parse_thresholds(t: Mapping[str, Any], where: str) -> Thresholds:
+    th = Thresholds(**_numbers(t, where, Thresholds()))
     order = [
         ("glucose_urgent_low", "glucose_low"),
         ("glucose_low", "glucose_high"),

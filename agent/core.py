@@ -11,6 +11,7 @@ after a reconnect, and the queue is sized for minutes of backlog from several we
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections import Counter
@@ -18,11 +19,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.alerts import AlertEngine, AlertEvent
+from agent.alerts import AlertEngine, AlertEvent, CommandError, Condition, all_kinds, sort_events
+from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.messages import RawNotification
+from agent.sensors import SensorMonitor
 from agent.store import PRIORITY_ALERT, PRIORITY_STATE, Reading, Store, StoredAlert
-from agent.topics import alert_payload, alert_topic, encode, iso_time, state_topic
+from agent.topics import alert_payload, alert_topic, condition_from_payload, encode, iso_time, state_topic
 from firmware_bridge.battery import decode_battery_level
 from firmware_bridge.cgm import decode_cgm_measurement
 from firmware_bridge.errors import CodecError
@@ -38,6 +41,9 @@ BATCH_LINGER_S = 0.01
 # Glucose readings older than this when they arrive (a CGM's backfill) are stored but do not raise alerts
 # about the present; the store keeps them for windows and reports.
 STALE_FOR_ALERTS_S = 15 * 60.0
+# How often time-driven checks run (silent sensors, lost links, re-notification), in wall seconds.
+TICK_S = 1.0
+COMMAND_VERBS = ("ack", "snooze")
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Stats:
     accepted: int = 0
     dropped: int = 0
     rejected: int = 0  # payloads the codecs refused
+    batches: int = 0
     readings: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
 
@@ -61,12 +68,30 @@ class WearerState:
 class Agent:
     """Turns notifications into stored readings, alert events and outbox messages."""
 
-    def __init__(self, cfg: Config, store: Store, *, on_outbox: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
         self.cfg = cfg
         self.store = store
+        self.clock = clock or SystemClock()
         self.on_outbox = on_outbox
-        self.engine = AlertEngine({w.id: w.thresholds for w in cfg.wearers})
-        self.engine.restore(store.active_alerts())
+        self.engine = AlertEngine({w.id: w.thresholds for w in cfg.wearers}, cfg.alerts)
+        restored = {}
+        for (wearer, key), (episode, raised_at) in store.active_alerts().items():
+            kind, subject = split_alert_state_key(key)
+            restored[(wearer, kind, subject)] = (
+                episode,
+                raised_at,
+                condition_from_payload(store.raised_payload(episode)),
+            )
+        self.engine.restore(restored)
+        self.sensors = SensorMonitor(cfg, self.clock.now())
+        self._pending: list[AlertEvent] = []
         self.queue: asyncio.Queue[RawNotification] = asyncio.Queue(maxsize=INTAKE_SIZE)
         self.stats = Stats()
         self.wearers: dict[str, WearerState] = {w.id: WearerState() for w in cfg.wearers}
@@ -91,6 +116,12 @@ class Agent:
         if ws is not None and ws.links.get(device) != state:
             ws.links[device] = state
             ws.dirty = True
+            self._assess(self.sensors.link(wearer, device, state, self.clock.now()))
+
+    def _assess(self, conditions: Iterable[Condition]) -> None:
+        """Conditions that arrive outside a batch; their events go out with the next batch or tick."""
+        for cond in conditions:
+            self._pending.extend(self.engine.assess(cond))
 
     async def backpressure(self, high_water: int = 2 * BATCH_MAX) -> None:
         """For replays at maximum speed: wait while the intake holds more than ``high_water`` items."""
@@ -110,6 +141,71 @@ class Agent:
             if self.queue.qsize() < INTAKE_SIZE // 2:
                 self._drop_logged = False
 
+    async def ticker(self) -> None:
+        """Run the time-driven checks every ``TICK_S`` until cancelled."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.tick(self.clock.now())
+
+    def tick(self, now: float) -> None:
+        """Silent sensors, lost links and re-notification, committed like a batch."""
+        self._commit([], self._tick_events(now), now)
+
+    def _tick_events(self, now: float) -> list[AlertEvent]:
+        events = self._pending
+        self._pending = []
+        for cond in self.sensors.tick(now):
+            events.extend(self.engine.assess(cond))
+        events.extend(self.engine.tick(now))
+        return events
+
+    def command(self, topic: str, payload: bytes) -> str | None:
+        """Apply an acknowledge or snooze received on ``<root>/<site>/<wearer>/cmd/<verb>``.
+
+        Returns None when applied, else the reason it was rejected (also logged); a rejected command changes
+        nothing."""
+        try:
+            events = self._command_events(topic, payload)
+        except CommandError as exc:
+            log.warning("command on %s rejected: %s", topic, exc.reason)
+            return exc.reason
+        self._commit([], events, self.clock.now())
+        return None
+
+    def _command_events(self, topic: str, payload: bytes) -> list[AlertEvent]:
+        parts = topic.split("/")
+        root_len = len(self.cfg.mqtt.root.split("/"))
+        if len(parts) != root_len + 4 or parts[root_len + 2] != "cmd":
+            raise CommandError(f"not a command topic: {topic}")
+        site, wearer, verb = parts[root_len], parts[root_len + 1], parts[root_len + 3]
+        if site != self.cfg.agent.site or wearer not in self.wearers:
+            raise CommandError(f"wearer {wearer} at site {site} is not one of this agent's")
+        if verb not in COMMAND_VERBS:
+            raise CommandError(f"unknown verb {verb!r} (known: {', '.join(COMMAND_VERBS)})")
+        try:
+            body = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            raise CommandError("payload is not JSON") from None
+        if not isinstance(body, dict):
+            raise CommandError("payload must be a JSON object")
+        unknown = set(body) - {"episode", "kind", "by", "minutes"}
+        if unknown:
+            raise CommandError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        episode, kind, by = body.get("episode"), body.get("kind"), body.get("by", "mqtt")
+        if episode is not None and not isinstance(episode, str):
+            raise CommandError("episode must be a string")
+        if kind is not None and kind not in all_kinds():
+            raise CommandError(f"unknown kind {kind!r}")
+        if not isinstance(by, str) or not 0 < len(by) <= 64:
+            raise CommandError("by must be a string of 1-64 characters")
+        now = self.clock.now()
+        if verb == "ack":
+            return self.engine.acknowledge(wearer, episode=episode, kind=kind, by=by, t=now)
+        minutes = body.get("minutes")
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+            raise CommandError("snooze needs minutes (a number)")
+        return self.engine.snooze(wearer, episode=episode, kind=kind, seconds=float(minutes) * 60, by=by, t=now)
+
     async def drain(self) -> None:
         """Process everything already in the intake (used when stopping)."""
         batch: list[RawNotification] = []
@@ -125,11 +221,14 @@ class Agent:
         latest_t = 0.0
         for note in batch:
             latest_t = max(latest_t, note.received_at)
+            for cond in self.sensors.seen(note.wearer, note.device, note.received_at):
+                events.extend(self.engine.assess(cond))
             for reading in self._decode(note):
                 readings.append(reading)
                 self.stats.readings[reading.kind] += 1
                 self._remember(reading)
                 events.extend(self._evaluate(reading, note.received_at))
+        events.extend(self._tick_events(latest_t))
         self._commit(readings, events, latest_t)
 
     def _decode(self, note: RawNotification) -> list[Reading]:
@@ -210,6 +309,8 @@ class Agent:
         ws.dirty = True
 
     def _evaluate(self, r: Reading, now: float) -> list[AlertEvent]:
+        if r.kind == "battery":
+            return [e for c in self.sensors.battery(r.wearer, r.device, r.value, r.t) for e in self.engine.assess(c)]
         if r.kind == "hr":
             if (r.extra or {}).get("contact") == "not_detected":
                 return []  # no skin contact: the value is not the wearer's heart rate
@@ -224,12 +325,17 @@ class Agent:
         outbox: list[tuple[int, str, bytes, int, bool]] = []
         stored: list[StoredAlert] = []
         state_rows: list[tuple[str, str, str | None, float]] = []
+        events = sort_events(events)
         for ev in events:
             payload = alert_payload(ev, site=site, agent_id=cfg.agent.id)
             stored.append(StoredAlert(ev.id, ev.episode, ev.wearer, ev.kind, ev.severity, ev.state, ev.t, payload))
             outbox.append((PRIORITY_ALERT, alert_topic(root, site, ev.wearer, ev.kind), encode(payload), 1, False))
-            state_rows.append((ev.wearer, ev.kind, ev.episode if ev.state != "cleared" else None, ev.t))
+            if ev.state != "ongoing":
+                key = alert_state_key(ev.kind, ev.subject)
+                state_rows.append((ev.wearer, key, ev.episode if ev.state == "raised" else None, ev.t))
             self.stats.alerts[f"{ev.kind}:{ev.state}"] += 1
+            if ev.wearer in self.wearers:
+                self.wearers[ev.wearer].dirty = True
         active = self.engine.active()
         for wearer, ws in self.wearers.items():
             if not ws.dirty:
@@ -240,14 +346,32 @@ class Agent:
                 "time": iso_time(now) if now else None,
                 **ws.values,
                 "links": dict(ws.links),
-                "alerts_active": sorted(kind for (w, kind) in active if w == wearer),
+                "alerts_active": sorted(
+                    (
+                        {"kind": kind, "episode": episode, **({"device": subject} if subject else {})}
+                        for (w, kind, subject), episode in active.items()
+                        if w == wearer
+                    ),
+                    key=lambda a: (a["kind"], a.get("device", "")),
+                ),
             }
             outbox.append((PRIORITY_STATE, state_topic(root, site, wearer), encode(state), 1, True))
         if not (readings or outbox):
             return
         self.store.write_batch(readings=readings, alerts=stored, outbox=outbox, alert_state=state_rows, now=now)
+        self.stats.batches += 1
         for ev in events:
             for listener in self.alert_listeners:
                 listener(ev)
         if outbox:
             self.on_outbox()
+
+
+def alert_state_key(kind: str, subject: str) -> str:
+    """How an episode's (kind, subject) is kept in the store's alert_state.kind column."""
+    return f"{kind}@{subject}" if subject else kind
+
+
+def split_alert_state_key(key: str) -> tuple[str, str]:
+    kind, _, subject = key.partition("@")
+    return kind, subject

@@ -21,7 +21,7 @@ from agent.config import Config
 from agent.core import Agent
 from agent.mqtt import Publisher, status_payload
 from agent.store import Store
-from agent.topics import status_topic
+from agent.topics import command_filter, status_topic
 
 log = logging.getLogger("vigil.daemon")
 
@@ -80,8 +80,10 @@ async def run_daemon(
         client_id=cfg.mqtt.client_id or f"vigil-{cfg.agent.id}",
         status_topic=topic,
         offline_payload=will,
+        subscriptions=[command_filter(cfg.mqtt.root, cfg.agent.site, w.id) for w in cfg.wearers],
     )
-    agent = Agent(cfg, store, on_outbox=publisher.wake)
+    agent = Agent(cfg, store, clock=clock, on_outbox=publisher.wake)
+    publisher.on_message = agent.command
     started = time.monotonic()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,13 +102,15 @@ async def run_daemon(
             was_connected = publisher.connected
             await asyncio.sleep(0.2)
 
-    tasks = [
-        asyncio.create_task(agent.process(), name="core"),
+    core = asyncio.create_task(agent.process(), name="core")
+    services = [
         asyncio.create_task(publisher.run(), name="publisher"),
         asyncio.create_task(heartbeat(), name="heartbeat"),
+        asyncio.create_task(agent.ticker(), name="ticker"),
     ]
     # One adapter: BlueZ copes badly with several connections being set up at once, so links take turns.
     connect_lock = asyncio.Lock()
+    links = []
     for wearer in cfg.wearers:
         for device in wearer.devices:
             link = DeviceLink(
@@ -119,7 +123,7 @@ async def run_daemon(
                 on_state=agent.link_state,
                 connect_lock=connect_lock,
             )
-            tasks.append(asyncio.create_task(link.run(), name=f"link:{wearer.id}:{device.label}"))
+            links.append(asyncio.create_task(link.run(), name=f"link:{wearer.id}:{device.label}"))
     if on_ready is not None:
         on_ready(agent, publisher)
 
@@ -132,18 +136,19 @@ async def run_daemon(
     waiter = asyncio.create_task(wait_until(), name="until")
     stopper = asyncio.create_task(stop.wait(), name="stop")
     try:
-        done, _ = await asyncio.wait([waiter, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([waiter, stopper, core, *services, *links], return_when=asyncio.FIRST_COMPLETED)
         for t in done:
-            if t not in (waiter, stopper) and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
+            exc = t.exception()
+            if exc is not None:
+                raise exc
     finally:
         # Stop the links first so nothing new arrives, then drain, flush and say goodbye.
-        for t in tasks[3:]:
+        for t in links:
             t.cancel()
-        await asyncio.gather(*tasks[3:], return_exceptions=True)
-        tasks[0].cancel()
+        await asyncio.gather(*links, return_exceptions=True)
+        core.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await tasks[0]
+            await core
         await agent.drain()
         publisher.wake()
         flushed = await publisher.flush(flush_timeout)
@@ -153,8 +158,8 @@ async def run_daemon(
                 store.outbox_depth(),
             )
         await publisher.close(offline)
-        for t in (*tasks[1:3], waiter, stopper):
+        for t in (*services, waiter, stopper):
             t.cancel()
-        await asyncio.gather(*tasks[1:3], waiter, stopper, return_exceptions=True)
+        await asyncio.gather(*services, waiter, stopper, return_exceptions=True)
         store.close()
     return RunResult(agent=agent, publisher=publisher, flushed=flushed)

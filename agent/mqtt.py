@@ -15,7 +15,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -116,6 +116,8 @@ class Publisher:
         offline_payload: bytes,
         inflight: int = 20,
         retry_delay: Callable[[int], float] = backoff,
+        subscriptions: Sequence[str] = (),
+        on_message: Callable[[str, bytes], object] | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -127,6 +129,9 @@ class Publisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.subscriptions = tuple(subscriptions)
+        self.on_message = on_message
         self.connected = False
         self.last_error: str | None = None
         self.acked = 0
@@ -162,6 +167,10 @@ class Publisher:
         self.connected = False
         self._inflight.clear()  # unacknowledged messages are still in the outbox and go again
         self._wake.set()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if self.on_message is not None:
+            self.on_message(msg.topic, bytes(msg.payload))
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
         seq = self._inflight.pop(mid, None)
@@ -217,6 +226,8 @@ class Publisher:
         if rc.is_failure:
             self.client.disconnect()
             raise BrokerError(self.broker, f"connection refused: {rc}")
+        for topic in self.subscriptions:
+            self.client.subscribe(topic, qos=1)
         self.connected = True
         self.connects += 1
         self.last_error = None

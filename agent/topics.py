@@ -14,7 +14,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from agent.alerts import AlertEvent
+from agent.alerts import AlertEvent, Condition
 
 SCHEMA_VERSION = 1
 
@@ -31,6 +31,14 @@ def status_topic(root: str, site: str, agent_id: str) -> str:
     return f"{root}/{site}/agent/{agent_id}/status"
 
 
+def command_filter(root: str, site: str, wearer: str) -> str:
+    return f"{root}/{site}/{wearer}/cmd/+"
+
+
+def command_topic(root: str, site: str, wearer: str, verb: str) -> str:
+    return f"{root}/{site}/{wearer}/cmd/{verb}"
+
+
 def alert_filter(root: str, site: str = "+", wearer: str = "+", kind: str = "+") -> str:
     return f"{root}/{site}/{wearer}/alert/{kind}"
 
@@ -43,8 +51,10 @@ def iso_time(t: float) -> str:
 def alert_payload(event: AlertEvent, *, site: str, agent_id: str) -> dict[str, Any]:
     """The JSON object published for one alert event. ``id`` is fixed when the event is made, so a
     redelivered message carries the same id and subscribers can drop duplicates."""
-    values = dict(event.values)
-    since = values.pop("condition_since", None)
+    since = event.condition_since
+    ack = None
+    if event.acknowledged:
+        ack = {k: iso_time(v) if k in ("at", "snoozed_until") else v for k, v in event.acknowledged.items()}
     payload: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "id": event.id,
@@ -57,12 +67,36 @@ def alert_payload(event: AlertEvent, *, site: str, agent_id: str) -> dict[str, A
         "state": event.state,
         "time": iso_time(event.t),
         "condition_since": iso_time(since) if since is not None else None,
+        "device": event.subject or None,
         "reason": event.reason,
-        "values": values,
+        "values": event.values,
         "thresholds": event.thresholds,
         "source": event.source,
+        "acknowledged": ack,
     }
     return payload
+
+
+def condition_from_payload(payload: dict[str, Any] | None) -> Condition | None:
+    """The condition behind a stored 'raised' payload, so a restarted agent can keep re-announcing it."""
+    if not payload:
+        return None
+    try:
+        t = datetime.fromisoformat(str(payload["time"]).replace("Z", "+00:00")).timestamp()
+        return Condition(
+            wearer=payload["wearer"],
+            kind=payload["kind"],
+            active=True,
+            t=t,
+            severity=payload["severity"],
+            reason=payload["reason"],
+            values=dict(payload.get("values") or {}),
+            thresholds=dict(payload.get("thresholds") or {}),
+            subject=payload.get("device") or "",
+            source=dict(payload.get("source") or {"type": "rule"}),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def encode(payload: dict[str, Any]) -> bytes:

@@ -33,7 +33,10 @@ def format_alert(p: dict[str, Any]) -> str:
         shown = str(t)
     sev = _SEVERITY_MARK.get(str(p.get("severity")), str(p.get("severity")))
     state = str(p.get("state", "")).upper()
-    return f"{shown}  {sev}  {state:<7}  {p.get('wearer')}  {p.get('kind')}: {p.get('reason')}"
+    line = f"{shown}  {sev}  {state:<7}  {p.get('wearer')}  {p.get('kind')}: {p.get('reason')}"
+    if p.get("episode"):
+        line += f"  [episode {str(p['episode'])[:8]}]"  # enough to acknowledge it with `vigil ack --episode`
+    return line
 
 
 class Watcher:
@@ -54,6 +57,7 @@ class Watcher:
         self.topic = alert_filter(cfg.root, site, wearer, kind)
         self.client = make_client(cfg, client_id or f"vigil-watch-{int(time.time() * 1000) % 10**9}")
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.subscribed = threading.Event()
         self.received = 0
@@ -63,6 +67,10 @@ class Watcher:
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not rc.is_failure:
             client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
+        # Only once the broker's SUBACK is in is the subscription in place.
+        if all(not rc.is_failure for rc in rcs):
             self.subscribed.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:

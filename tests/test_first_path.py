@@ -117,7 +117,7 @@ def test_alerts_reach_a_subscriber_with_every_field(mosquitto: Broker, tmp_path:
 
     msgs = sub.alerts()
     got = [(m.topic, json.loads(m.payload)) for m in msgs]
-    kinds = [(p["kind"], p["state"]) for _, p in got]
+    kinds = [(p["kind"], p["state"]) for _, p in got if p["state"] != "ongoing"]
     assert kinds == [
         ("glucose_low", "raised"),
         ("glucose_urgent_low", "raised"),
@@ -143,6 +143,8 @@ def test_alerts_reach_a_subscriber_with_every_field(mosquitto: Broker, tmp_path:
             "state",
             "time",
             "condition_since",
+            "device",
+            "acknowledged",
             "reason",
             "values",
             "thresholds",
@@ -156,7 +158,14 @@ def test_alerts_reach_a_subscriber_with_every_field(mosquitto: Broker, tmp_path:
         assert START <= t <= START + HOURS * 3600 + 60
         assert p["source"] == {"type": "rule"}
         assert p["reason"]
+    # The urgent low lasts about half an hour unacknowledged: it is announced again every 15 minutes.
+    ongoing = [p for _, p in got if p["state"] == "ongoing"]
+    assert [p["kind"] for p in ongoing] == ["glucose_urgent_low"] * len(ongoing)
+    assert len(ongoing) >= 1
+    assert all(p["reason"].startswith("still urgent low glucose") for p in ongoing)
+    assert all(p["acknowledged"] is None and p["device"] is None for _, p in got)
     by = {(p["kind"], p["state"]): p for _, p in got}
+    assert {p["episode"] for p in ongoing} == {by[("glucose_urgent_low", "raised")]["episode"]}
     low = by[("glucose_low", "raised")]
     assert low["severity"] == "warning"
     assert low["values"]["glucose_mg_dl"] < 70

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.alerts import AlertEngine
-from agent.config import Thresholds
+from agent.alerts import AlertEngine, CommandError, Condition
+from agent.config import AlertPolicy, Thresholds
 
 
 def engine(**th: float) -> AlertEngine:
@@ -73,7 +74,7 @@ def test_restore_does_not_raise_again() -> None:
     eng = engine()
     (raised,) = [e for e in eng.feed("w1", "glucose", 65, 0) if e.kind == "glucose_low"]
     again = engine()
-    again.restore({("w1", "glucose_low"): (raised.episode, 0.0)})
+    again.restore({("w1", "glucose_low", ""): (raised.episode, 0.0, None)})
     assert again.feed("w1", "glucose", 64, 300) == []
     (cleared,) = again.feed("w1", "glucose", 90, 600)
     assert cleared.episode == raised.episode
@@ -101,3 +102,67 @@ def test_sensor_out_of_range_values_raise_without_infinite_numbers() -> None:
     assert "above the sensor's measuring range" in urgent.reason
     low = engine().feed("w1", "glucose", float("-inf"), 0)
     assert {e.kind for e in low} == {"glucose_urgent_low", "glucose_low"}
+
+
+def urgent_low_engine(**policy: float) -> AlertEngine:
+    counter = itertools.count()
+    return AlertEngine({"w1": Thresholds()}, AlertPolicy(**policy), new_id=lambda: f"id{next(counter):04d}")
+
+
+def test_unacknowledged_urgent_alert_is_announced_again_until_acknowledged() -> None:
+    eng = urgent_low_engine(renotify_urgent_s=900)
+    (urgent,) = [e for e in eng.feed("w1", "glucose", 50, 0) if e.kind == "glucose_urgent_low"]
+    assert eng.tick(899) == []
+    (again,) = eng.tick(900)
+    assert (again.state, again.episode, again.kind) == ("ongoing", urgent.episode, "glucose_urgent_low")
+    assert again.id != urgent.id
+    assert "not acknowledged" in again.reason
+    assert eng.tick(1000) == []
+    (acked,) = eng.acknowledge("w1", episode=urgent.episode[:6], kind=None, by="nurse-3", t=1100)
+    assert acked.state == "ongoing"
+    assert acked.acknowledged == {"by": "nurse-3", "at": 1100}
+    assert eng.tick(5000) == []  # acknowledged: no more repeats
+    cleared = [e for e in eng.feed("w1", "glucose", 100, 6000) if e.kind == "glucose_urgent_low"]
+    assert cleared[0].state == "cleared"
+
+
+def test_warning_alerts_are_not_repeated_by_default() -> None:
+    eng = urgent_low_engine()
+    eng.feed("w1", "glucose", 65, 0)
+    assert eng.tick(10_000) == []
+
+
+def test_acknowledge_errors() -> None:
+    eng = urgent_low_engine()
+    with pytest.raises(CommandError):
+        eng.acknowledge("w1", episode="abcdef", kind=None, by="x", t=0)  # nothing active
+    eng.feed("w1", "glucose", 65, 0)
+    with pytest.raises(CommandError):
+        eng.acknowledge("w1", episode="id", kind=None, by="x", t=0)  # prefix too short
+    with pytest.raises(CommandError):
+        eng.acknowledge("w1", episode=None, kind=None, by="x", t=0)
+    (ev,) = eng.acknowledge("w1", episode=None, kind="glucose_low", by="x", t=1)
+    assert ev.kind == "glucose_low"
+
+
+def test_snooze_holds_back_new_episodes_and_is_capped_for_urgent_kinds() -> None:
+    eng = urgent_low_engine(snooze_max_s=3600, snooze_max_urgent_s=1800)
+    assert eng.snooze("w1", episode=None, kind="glucose_low", seconds=7200, by="me", t=0) == []
+    assert [e.kind for e in eng.feed("w1", "glucose", 65, 100)] == []  # snoozed: no raise
+    # The snooze was capped at an hour; the low still holding afterwards raises then.
+    assert [e.kind for e in eng.feed("w1", "glucose", 65, 3599)] == []
+    assert [e.kind for e in eng.feed("w1", "glucose", 65, 3601)] == ["glucose_low"]
+    eng2 = urgent_low_engine(snooze_max_s=3600, snooze_max_urgent_s=1800)
+    eng2.feed("w1", "glucose", 50, 0)
+    events = eng2.snooze("w1", episode=None, kind="glucose_urgent_low", seconds=7200, by="me", t=10)
+    assert [e.acknowledged for e in events] == [{"by": "me", "at": 10, "snoozed_until": 1810}]
+    with pytest.raises(CommandError):
+        eng2.snooze("w1", episode=None, kind="glucose_low", seconds=-5, by="me", t=10)
+
+
+def test_restored_episode_keeps_its_condition_for_repeats() -> None:
+    cond = Condition("w1", "glucose_urgent_low", True, 0.0, "urgent", "urgent low glucose: glucose 50 mg/dL")
+    eng = urgent_low_engine(renotify_urgent_s=900)
+    eng.restore({("w1", "glucose_urgent_low", ""): ("ep0001", 0.0, cond)})
+    (again,) = eng.tick(1000)
+    assert (again.episode, again.state) == ("ep0001", "ongoing")

@@ -67,7 +67,7 @@ def test_watch_prints_alerts_readably_and_as_json(mosquitto: Broker) -> None:
     }
     broker = f"{mosquitto.host}:{mosquitto.port}"
     readable = subprocess.Popen(
-        [*VIGIL, "watch", "--broker", broker, "--count", "1", "--timeout", "20"],
+        [*VIGIL, "watch", "--broker", broker, "--count", "1", "--timeout", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -84,7 +84,7 @@ def test_watch_prints_alerts_readably_and_as_json(mosquitto: Broker) -> None:
             "--count",
             "1",
             "--timeout",
-            "20",
+            "60",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -106,6 +106,7 @@ def test_watch_prints_alerts_readably_and_as_json(mosquitto: Broker) -> None:
     assert readable.returncode == 0, err
     assert out.splitlines() == [
         "2026-01-16 01:10  WARNING  RAISED   w-1  heart_tachycardia: low glucose: glucose 66 mg/dL is below"
+        "  [episode e1]"
     ]
     jout, _ = as_json.communicate(timeout=30)
     assert [json.loads(line) for line in jout.splitlines()] == [payload]
