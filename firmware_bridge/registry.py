@@ -11,6 +11,14 @@ Field names (stable; other parts of Vigil key on them):
           ``cgm.annunciation_names``), special_values ({field: "nan" | "nres" | "+inf" | "-inf"} for SFLOAT
           fields holding an IEEE 11073 special value; such a field itself is null, since JSON has no NaN).
           One record gives its dict; several records give {"records": [dict, ...]}.
+    2A52  op_code, operator (snake_case names, e.g. "report_stored_records", "greater_than_or_equal_to");
+          requests add filter_type ("time_offset" or null), time_offset_from_min, time_offset_to_min (null
+          when not part of the filter); number_of_records; or request_op_code and response_code (names;
+          an unknown request op code as "reserved_0xNN"). See ``racp``.
+    2AAC  op_code, crc_ok, and the op code's operand: communication_interval_min, calibration_record_number,
+          alert_level_mg_dl or alert_level_mg_dl_per_min (with special_values), calibration ({glucose_mg_dl,
+          calibration_time_min, sample_type, sample_location, next_calibration_time_min, record_number,
+          status}, with special_values), or request_op_code and response_code. See ``socp``.
     2A38  body_sensor_location (the numeric code), body_sensor_location_name ("chest", ...)
     2A39  op_code (the numeric value), op_code_name ("reset_energy_expended")
     2A29 manufacturer_name, 2A24 model_number, 2A25 serial_number, 2A27 hardware_revision,
@@ -47,7 +55,9 @@ from firmware_bridge.device_information import DeviceInfoField, decode_device_in
 from firmware_bridge.errors import BytesLike, InvalidUuidError, UnknownCharacteristicError
 from firmware_bridge.heart_rate import decode_heart_rate_measurement
 from firmware_bridge.heart_rate_control_point import decode_heart_rate_control_point
+from firmware_bridge.racp import racp_to_dict
 from firmware_bridge.sfloat import SFloat
+from firmware_bridge.socp import socp_to_dict
 from firmware_bridge.uuids import CharacteristicUuid, hex16, short_uuid
 
 DictDecoder = Callable[[bytes], dict[str, object]]
@@ -168,6 +178,8 @@ DECODERS: Mapping[str, DictDecoder] = MappingProxyType(
         hex16(CharacteristicUuid.BATTERY_LEVEL): _battery,
         **{field.characteristic: _device_info(field) for field in DeviceInfoField},
         hex16(CharacteristicUuid.CGM_MEASUREMENT): _cgm,
+        hex16(CharacteristicUuid.RECORD_ACCESS_CONTROL_POINT): racp_to_dict,
+        hex16(CharacteristicUuid.CGM_SPECIFIC_OPS_CONTROL_POINT): socp_to_dict,
         hex16(CharacteristicUuid.CGM_FEATURE): _cgm_feature,
         hex16(CharacteristicUuid.CGM_STATUS): _cgm_status,
         hex16(CharacteristicUuid.CGM_SESSION_START_TIME): _cgm_session_start_time,
