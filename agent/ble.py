@@ -1,8 +1,10 @@
 """The BLE link: one :class:`DeviceLink` per configured device, on bleak.
 
-A link moves bytes; it never decodes them. Every notification, and every characteristic read at connect
-(battery level, body sensor location, CGM features), goes to the sink as a
-:class:`~agent.messages.RawNotification` stamped with the agent clock, synchronously from bleak's callback.
+A link moves bytes unchanged. Every notification, and every characteristic read at connect (battery level,
+body sensor location, CGM features), goes to the sink as a :class:`~agent.messages.RawNotification` stamped
+with the agent clock, synchronously from bleak's callback. The one thing a link reads out of the bytes is a
+CGM's time offsets (with ``firmware_bridge``), to know which records it missed and when each was measured;
+see "CGM backfill" below.
 
 The life of a link (``run()``, until cancelled)::
 
@@ -35,6 +37,36 @@ keep the connection and the device would stop advertising.
 On a Pi, run the links of one adapter (4 to 7) concurrently and give them one shared ``connect_lock``:
 BlueZ and many adapters fail ("Operation already in progress") when connections are set up in parallel.
 Scanning is not serialized.
+
+CGM backfill. A CGM keeps the records it measured while nobody listened; a CGM link with a Record Access
+Control Point (0x2A52) fetches them after every connect, so a drop-out loses no glucose reading:
+
+* Set up subscribes to CGM Measurement and to the RACP's indications, then the link writes "Report stored
+  records, Time Offset >= N" and waits for the RACP Response Code (``racp_timeout`` s without a record or the
+  response is a failure). The records come as ordinary 0x2AA7 notifications and go to the sink like live ones;
+  ``stats.backfilled`` counts the records that arrived while a report ran (a live one measured meanwhile
+  included). "No records found" is success. A failure (any other Response Code, a refused write, a timeout)
+  is logged and counted, tried up to ``racp_attempts`` times per connection with backoff, and never touches
+  the live stream.
+* N is one past the newest time offset received; or, while an earlier backfill has not ended well, where
+  that one started, so what a failed or interrupted backfill did not bring is asked for again, at the next
+  attempt or the next connect.
+* The time line (:class:`CgmTimeline`): a CGM record carries minutes since its session started, not a clock
+  time. The link anchors the session at its first live record: session start = arrival time - time offset
+  (a record arrives after it is measured, so this is at most the offset's rounding, under a minute, late;
+  for a sensor measuring every whole number of minutes every live record gives the same anchor). Each 0x2AA7
+  notification goes to the sink as a :class:`CgmNotification` carrying that ``session_start``; the core
+  stamps each record at ``session_start + 60 * time_offset`` and the store keeps one row per (wearer,
+  device, session_start, time offset). A live record whose time offset is below the newest one received
+  (offsets count from 0 again) and that lies more than ``session_tolerance`` s off the anchor starts a new
+  session (sensor changed or restarted): the link re-anchors on it. A late record with a higher offset
+  (a notification a stack queued during the drop-out, say) does not move the anchor.
+* First sight of a session (the agent's first connect, or a new session): nothing can be fetched before the
+  first live record anchors the time line; then the link asks for the last ``first_backfill_h`` hours by time
+  offset. It cannot know what an earlier run of the agent stored: after an agent restart the anchor is
+  derived again, and an overlap already stored under the old anchor can be stored a second time (a
+  minute apart at most), unless the anchor comes out identical. The session's own start time (0x2AAA) would
+  make the anchor survive restarts; the link does not read it yet.
 """
 
 from __future__ import annotations
@@ -61,6 +93,17 @@ from agent.clock import Clock
 from agent.config import DeviceConfig
 from agent.errors import ConfigError, LinkError
 from agent.messages import RawNotification
+from firmware_bridge.cgm import decode_cgm_measurement
+from firmware_bridge.errors import CodecError
+from firmware_bridge.racp import (
+    RacpOpCode,
+    RacpRequest,
+    RacpResponse,
+    RacpResponseCode,
+    RacpValue,
+    decode_racp,
+    encode_racp,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +120,8 @@ _BLE_ERRORS: tuple[type[BaseException], ...] = (
     EOFError,
 )
 _SIG_BASE_SUFFIX = "-0000-1000-8000-00805f9b34fb"
+# "No records found" is a backfill that found nothing missing.
+_REPORT_ENDED_WELL = (RacpResponseCode.SUCCESS, RacpResponseCode.NO_RECORDS_FOUND)
 _T = TypeVar("_T")
 
 
@@ -86,7 +131,8 @@ class CharSpec:
 
     ``required`` ones must be there (and notify, if ``subscribe``), or the connection counts as failed.
     Optional ones are used when present; a refusal (an ATT error, e.g. insufficient authentication) is
-    logged and the link goes on without them.
+    logged and the link goes on without them. ``role`` marks the two a CGM link treats specially: its
+    measurements (whose time offsets it follows) and the Record Access Control Point (see "CGM backfill").
     """
 
     service: str
@@ -94,6 +140,7 @@ class CharSpec:
     required: bool = False
     read: bool = False
     subscribe: bool = False
+    role: Literal["cgm_measurement", "racp"] | None = None
 
 
 PROFILES: Mapping[str, tuple[CharSpec, ...]] = MappingProxyType(
@@ -104,10 +151,12 @@ PROFILES: Mapping[str, tuple[CharSpec, ...]] = MappingProxyType(
             CharSpec("180F", "2A19", read=True, subscribe=True),  # Battery Level
         ),
         "cgm": (
-            CharSpec("181F", "2AA7", required=True, subscribe=True),  # CGM Measurement
+            CharSpec("181F", "2AA7", required=True, subscribe=True, role="cgm_measurement"),  # CGM Measurement
             # CGM Feature: says whether measurements carry the E2E-CRC, so the decoder needs it.
             CharSpec("181F", "2AA8", read=True),
             CharSpec("180F", "2A19", read=True, subscribe=True),  # Battery Level
+            # Record Access Control Point: indications on, after CGM Measurement, to fetch missed records.
+            CharSpec("181F", "2A52", subscribe=True, role="racp"),
         ),
     }
 )
@@ -127,6 +176,11 @@ class LinkPolicy:
     backoff_jitter: float = 0.1
     lost_after: int = 5
     stable_after: float = 30.0
+    # CGM backfill (see the module docstring).
+    racp_timeout: float = 30.0  # a report fails after this long without a record or the response
+    racp_attempts: int = 3  # reports tried per connection before waiting for the next one
+    first_backfill_h: float = 3.0  # what to fetch when a session is first seen
+    session_tolerance: float = 180.0  # a live record this far (s) off the session's anchor starts a new one
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -135,6 +189,8 @@ class LinkPolicy:
                 raise ConfigError(f"ble.{f.name}", v, "must be a finite number >= 0")
         if self.lost_after < 1:
             raise ConfigError("ble.lost_after", self.lost_after, "must be at least 1")
+        if self.racp_attempts < 1:
+            raise ConfigError("ble.racp_attempts", self.racp_attempts, "must be at least 1")
         if self.backoff_factor < 1:
             raise ConfigError("ble.backoff_factor", self.backoff_factor, "must be at least 1")
         if self.backoff_jitter > 1:
@@ -151,6 +207,68 @@ class LinkStats:
     notifications: int = 0
     reads: int = 0
     sink_errors: int = 0
+    backfill_requests: int = 0  # RACP report procedures started
+    backfill_failures: int = 0  # ... that ended in anything but Success or No records found
+    backfilled: int = 0  # CGM records that arrived while a report procedure ran
+    sessions: int = 0  # CGM sessions anchored (the first one, and each new one seen)
+
+
+@dataclass(frozen=True, slots=True)
+class CgmNotification(RawNotification):
+    """A CGM Measurement notification, with the epoch time at which the link places its session's time offset
+    0 (``None`` before the session is anchored). The core stamps each record at
+    ``session_start + 60 * time_offset_min``; see "CGM backfill" in the module docstring."""
+
+    session_start: float | None = None
+
+
+@dataclass
+class CgmTimeline:
+    """What a CGM link knows of its sensor's session, across reconnections. Pure bookkeeping, no I/O.
+
+    ``session_start``: the anchor (epoch seconds of time offset 0), from the first live record of the session.
+    ``newest``: the highest time offset received in the session. ``pending_from``: when not ``None``, the
+    records from this time offset on are owed by a backfill; otherwise every record up to ``newest`` has been
+    received.
+    """
+
+    first_backfill_min: int = 180
+    tolerance: float = 180.0
+    session_start: float | None = None
+    newest: int | None = None
+    pending_from: int | None = None
+
+    def connected(self) -> None:
+        """A (re)connection: whatever was measured since the newest record received is owed. Call it before
+        subscribing, so that a live record arriving before the backfill does not cover up the gap."""
+        if self.session_start is not None and self.newest is not None and self.pending_from is None:
+            self.pending_from = self.newest + 1
+
+    def received(self, offsets: list[int], arrival: float, *, live: bool) -> bool:
+        """Records arrived at ``arrival`` (``live``: not while a report procedure ran). True if they start a
+        session (the first, or a new one), which owes the records of its last ``first_backfill_min``."""
+        newest = max(offsets)
+        anchor = arrival - 60.0 * newest
+        restarted = (
+            self.session_start is not None
+            and self.newest is not None
+            and newest < self.newest
+            and abs(anchor - self.session_start) > self.tolerance
+        )
+        if live and (self.session_start is None or restarted):
+            self.session_start = round(anchor, 3)
+            self.newest = newest
+            self.pending_from = max(0, newest - self.first_backfill_min)
+            return True
+        if self.session_start is None:
+            return False  # nothing anchors these yet (cannot happen: reports start only once anchored)
+        self.newest = newest if self.newest is None else max(self.newest, newest)
+        return False
+
+    def backfilled(self, start: int) -> None:
+        """The report of the records from ``start`` on ended well: nothing up to ``newest`` is owed now."""
+        if self.pending_from == start:
+            self.pending_from = None
 
 
 class DeviceLink:
@@ -201,6 +319,13 @@ class DeviceLink:
         self._failures = 0  # attempts in a row that did not get connected
         self._attempt = 0  # backoff exponent: retries since the last stable connection
         self._ever_connected = False
+        # CGM backfill state; see the module docstring.
+        self.timeline = CgmTimeline(round(self.policy.first_backfill_h * 60), self.policy.session_tolerance)
+        self._backfill_due = asyncio.Event()
+        self._racp_char: BleakGATTCharacteristic | None = None
+        self._racp_waiter: asyncio.Future[RacpValue] | None = None
+        self._racp_activity = 0.0  # loop time of the last record or response of the running report
+        self._live_after = 0.0  # loop time before which records may still be a timed-out report's
 
     def __repr__(self) -> str:
         return f"DeviceLink({self.wearer}/{self.label}, {self.state})"
@@ -259,7 +384,13 @@ class DeviceLink:
             loop = asyncio.get_running_loop()
             started = loop.time()
             self._connected()
-            await disconnected.wait()
+            backfill = None if self._racp_char is None else loop.create_task(self._backfill(client, self._racp_char))
+            try:
+                await disconnected.wait()
+            finally:
+                if backfill is not None:
+                    backfill.cancel()
+                    await asyncio.wait({backfill})
             up_for = loop.time() - started
             self.stats.link_losses += 1
             logger.warning("%s/%s: link lost after %.0f s", self.wearer, self.label, up_for)
@@ -313,6 +444,11 @@ class DeviceLink:
                 if data is not None:
                     self.stats.reads += 1
                     self._deliver(spec.characteristic, data)
+        self._racp_char = None
+        self._racp_waiter = None
+        self.timeline.connected()
+        if self.timeline.pending_from is not None:
+            self._backfill_due.set()
         for spec, char in found:
             if not spec.subscribe:
                 continue
@@ -320,7 +456,12 @@ class DeviceLink:
                 if spec.required:
                     raise LinkError(self.label, f"{spec.characteristic} can neither notify nor indicate")
                 continue
-            await self._gatt(client.start_notify(char, self._on_notify(_short_uuid(char.uuid))), spec, "subscribe")
+            callback = {"cgm_measurement": self._on_cgm_measurement, "racp": self._on_racp}.get(
+                spec.role or "", self._on_notify(_short_uuid(char.uuid))
+            )
+            subscribed = await self._gatt(_start_notify(client, char, callback), spec, "subscribe")
+            if spec.role == "racp" and subscribed and "write" in char.properties:
+                self._racp_char = char
 
     async def _gatt(self, op: Awaitable[_T], spec: CharSpec, what: str) -> _T | None:
         """Await one GATT operation within gatt_timeout; None if an optional one was refused."""
@@ -353,8 +494,124 @@ class DeviceLink:
 
         return on_notify
 
-    def _deliver(self, characteristic: str, data: bytes | bytearray) -> None:
-        note = RawNotification(self.wearer, self.label, characteristic, bytes(data), self._clock.now())
+    def _on_cgm_measurement(self, _sender: BleakGATTCharacteristic, data: bytearray) -> None:
+        """CGM Measurement: follow the time offsets (time line, what is owed), then deliver as it came."""
+        self.stats.notifications += 1
+        now = self._clock.now()
+        try:
+            offsets = [record.time_offset_min for record in decode_cgm_measurement(data)]
+        except CodecError:
+            offsets = []  # delivered all the same: the core rejects it and counts it
+        if offsets:
+            loop = asyncio.get_running_loop()
+            reporting = self._racp_waiter is not None
+            if reporting:
+                self.stats.backfilled += len(offsets)
+                self._racp_activity = loop.time()
+            live = not reporting and loop.time() >= self._live_after
+            if self.timeline.received(offsets, now, live=live):
+                self.stats.sessions += 1
+                logger.info("%s/%s: CGM session anchored at %.0f (time offset %d)", self.wearer, self.label,
+                            self.timeline.session_start or 0.0, max(offsets))  # fmt: skip
+            if self.timeline.pending_from is not None:
+                self._backfill_due.set()
+        self._deliver("2AA7", data, now, session_start=self.timeline.session_start)
+
+    def _on_racp(self, _sender: BleakGATTCharacteristic, data: bytearray) -> None:
+        waiter = self._racp_waiter
+        try:
+            value = decode_racp(data)
+        except CodecError as exc:
+            logger.warning("%s/%s: ill-formed RACP indication %s: %s", self.wearer, self.label, bytes(data).hex(),
+                           exc.reason)  # fmt: skip
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(LinkError(self.label, f"ill-formed RACP response: {exc.reason}"))
+            return
+        if waiter is None or waiter.done():
+            logger.info("%s/%s: RACP indication with no procedure running: %s", self.wearer, self.label, value)
+            return
+        waiter.set_result(value)
+
+    async def _backfill(self, client: BleakClient, racp: BleakGATTCharacteristic) -> None:
+        """Fetch what is owed whenever something is, until cancelled (the connection ends) or out of attempts."""
+        failures = 0
+        while True:
+            await self._backfill_due.wait()
+            start = self.timeline.pending_from
+            if start is None:
+                self._backfill_due.clear()
+                continue
+            if await self._report_from(client, racp, start):
+                self.timeline.backfilled(start)
+                failures = 0
+                if self.timeline.pending_from is None:
+                    self._backfill_due.clear()
+                continue
+            failures += 1
+            if failures >= self.policy.racp_attempts:
+                logger.warning("%s/%s: backfill failed %d times; records from time offset %d are asked for at the "
+                               "next connection", self.wearer, self.label, failures, start)  # fmt: skip
+                return
+            p = self.policy
+            await self._sleep(backoff(failures - 1, base=p.backoff_base, factor=p.backoff_factor, cap=p.backoff_cap,
+                                      jitter=p.backoff_jitter, rand=self._rand))  # fmt: skip
+
+    async def _report_from(self, client: BleakClient, racp: BleakGATTCharacteristic, start: int) -> bool:
+        """One "Report stored records, Time Offset >= start" procedure; True if it ended well."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[RacpValue] = loop.create_future()
+        self._racp_waiter = waiter
+        self._racp_activity = loop.time()
+        self.stats.backfill_requests += 1
+        before = self.stats.backfilled
+        problem = ""
+        try:
+            request = encode_racp(RacpRequest.report_from(start))
+            await _within(self.policy.gatt_timeout, client.write_gatt_char(racp, request, response=True))
+            while not waiter.done():
+                left = self._racp_activity + self.policy.racp_timeout - loop.time()
+                if left <= 0:
+                    problem = f"no record or response for {self.policy.racp_timeout:g} s"
+                    # Records of this report may still come: they are not live ones.
+                    self._live_after = loop.time() + self.policy.racp_timeout
+                    break
+                await asyncio.wait({waiter}, timeout=left)
+            response = waiter.result() if waiter.done() else None
+        except LinkError as exc:
+            problem, response = exc.reason, None
+        except _BLE_ERRORS as exc:
+            problem, response = _describe(exc), None
+        finally:
+            self._racp_waiter = None
+            if not waiter.done():
+                waiter.cancel()
+        if (
+            isinstance(response, RacpResponse)
+            and response.request_op_code == RacpOpCode.REPORT_STORED_RECORDS
+            and response.response_code in _REPORT_ENDED_WELL
+        ):
+            logger.info("%s/%s: backfill from time offset %d: %d record(s)", self.wearer, self.label, start,
+                        self.stats.backfilled - before)  # fmt: skip
+            return True
+        self.stats.backfill_failures += 1
+        logger.warning("%s/%s: backfill from time offset %d failed: %s", self.wearer, self.label, start,
+                       problem or f"response {response}")  # fmt: skip
+        return False
+
+    def _deliver(
+        self,
+        characteristic: str,
+        data: bytes | bytearray,
+        received_at: float | None = None,
+        *,
+        session_start: float | None = None,
+    ) -> None:
+        now = self._clock.now() if received_at is None else received_at
+        note = (
+            RawNotification(self.wearer, self.label, characteristic, bytes(data), now)
+            if session_start is None
+            else CgmNotification(self.wearer, self.label, characteristic, bytes(data), now, session_start)
+        )
         try:
             self._sink(note)
         except Exception:
@@ -441,6 +698,11 @@ async def _within(seconds: float, op: Awaitable[_T]) -> _T:
     if task.cancelled():
         raise asyncio.TimeoutError(f"no answer within {seconds:g} s")
     return task.result()
+
+
+async def _start_notify(client: BleakClient, char: BleakGATTCharacteristic, callback: Any) -> bool:
+    await client.start_notify(char, callback)
+    return True
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -269,8 +269,17 @@ class Agent:
     def _glucose(self, note: RawNotification) -> list[Reading]:
         out = []
         records = decode_cgm_measurement(note.data)
+        # The BLE link's estimate of the session's time offset 0 (agent.ble.CgmNotification); None from a source
+        # that has none, whose records are stamped at their arrival as before.
+        session_start: float | None = getattr(note, "session_start", None)
         for rec in records:
             extra: dict[str, Any] = {"time_offset_min": rec.time_offset_min}
+            t = note.received_at
+            if session_start is not None:
+                # Measured at its place on the session's time line (a backfilled record arrives long after),
+                # never after it arrived; session_start with the offset names the record for the store's dedup.
+                t = min(t, session_start + 60.0 * rec.time_offset_min)
+                extra["session_start"] = session_start
             if rec.trend_mg_dl_per_min is not None and math.isfinite(rec.trend_mg_dl_per_min):
                 extra["trend_mg_dl_per_min"] = rec.trend_mg_dl_per_min
             if rec.quality_pct is not None and math.isfinite(rec.quality_pct):
@@ -283,9 +292,7 @@ class Agent:
                 # +INF / -INF: above / below the sensor's measuring range (a "High" / "Low" on a receiver);
                 # NaN / NRes: no value. Stored as NULL with the reason; the infinities still drive alerts.
                 extra["special"] = special.value
-            # Stamped with the arrival time; the sensor's own time offset is kept in ``extra`` so that backfilled
-            # records can be placed on the session's time line once RACP backfill exists.
-            out.append(Reading(note.wearer, note.device, "glucose", note.received_at, rec.glucose_mg_dl, extra))
+            out.append(Reading(note.wearer, note.device, "glucose", t, rec.glucose_mg_dl, extra))
         return out
 
     def _remember(self, r: Reading) -> None:

@@ -64,6 +64,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX outbox_order ON outbox (priority, seq)",
     ),
+    (
+        # One row per CGM record: a record is named by its device, its session (the BLE link's session_start)
+        # and its time offset, so a record fetched again by RACP backfill, or both notified live and reported,
+        # is stored once. Rows without a session_start (stored before, or from a source without one) are
+        # outside the index.
+        """CREATE UNIQUE INDEX readings_glucose_record ON readings (
+            wearer, device, json_extract(extra, '$.session_start'), json_extract(extra, '$.time_offset_min')
+        ) WHERE kind = 'glucose' AND json_extract(extra, '$.session_start') IS NOT NULL""",
+    ),
 )
 
 # Outbox priorities: lower goes first. Alerts (in the order they were raised, so per-wearer order holds)
@@ -181,7 +190,12 @@ class Store:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(
                 "INSERT INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
-                reading_rows,
+                [row for row in reading_rows if row[2] != "glucose"],
+            )
+            # A CGM record already stored (see readings_glucose_record) is skipped, not an error.
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
+                [row for row in reading_rows if row[2] == "glucose"],
             )
             self._conn.executemany(
                 "INSERT OR IGNORE INTO alerts (id, episode, wearer, kind, severity, state, t, payload)"
