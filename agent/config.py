@@ -112,6 +112,14 @@ class MqttConfig:
     cert_file: Path | None = None
     key_file: Path | None = None
     keepalive_s: int = 30
+    # MQTT 5 by default: a broker's refusal of a publish (an ACL) comes back in the PUBACK, so it can be shown
+    # as an error instead of a silent drop. "3.1.1" for brokers without 5 (the demo's embedded amqtt).
+    protocol: str = "5"
+    # The agent's session (its cmd/ subscriptions, commands sent while it was away) outlives a disconnect by
+    # this long; 0 asks for a clean session at every connect.
+    session_expiry_s: int = 86400
+    # QoS 1 messages in flight at once, unacknowledged by the broker.
+    inflight: int = 20
     # Alerts always carry the value and thresholds behind them; the raw input window (RR series, glucose
     # trace) a model saw is added only when this is true. Medical data stays on the device unless asked for.
     include_raw: bool = False
@@ -204,6 +212,9 @@ def _parse_mqtt(t: Mapping[str, Any], base_dir: Path | None) -> MqttConfig:
         "key_file",
         "keepalive_s",
         "include_raw",
+        "protocol",
+        "session_expiry_s",
+        "inflight",
     }
     _reject_unknown(t, "mqtt", keys)
     d = MqttConfig()
@@ -213,6 +224,15 @@ def _parse_mqtt(t: Mapping[str, Any], base_dir: Path | None) -> MqttConfig:
     keepalive = _int(t, "mqtt", "keepalive_s", d.keepalive_s)
     if not 5 <= keepalive <= 3600:
         raise ConfigError("mqtt.keepalive_s", keepalive, "must be between 5 and 3600 seconds")
+    protocol = _str(t, "mqtt", "protocol", d.protocol)
+    if protocol not in ("5", "3.1.1"):
+        raise ConfigError("mqtt.protocol", protocol, 'must be "5" or "3.1.1"')
+    session_expiry = _int(t, "mqtt", "session_expiry_s", d.session_expiry_s)
+    if not 0 <= session_expiry <= 0xFFFFFFFF:
+        raise ConfigError("mqtt.session_expiry_s", session_expiry, "must be between 0 and 4294967295 seconds")
+    inflight = _int(t, "mqtt", "inflight", d.inflight)
+    if not 1 <= inflight <= 65535:
+        raise ConfigError("mqtt.inflight", inflight, "must be between 1 and 65535")
     root = _str(t, "mqtt", "root", d.root)
     if not root or any(c in root for c in "#+") or root.startswith("/") or root.endswith("/"):
         raise ConfigError("mqtt.root", root, "must be a topic prefix without wildcards or outer slashes")
@@ -260,6 +280,9 @@ def _parse_mqtt(t: Mapping[str, Any], base_dir: Path | None) -> MqttConfig:
         key_file=key_file,
         keepalive_s=keepalive,
         include_raw=_bool(t, "mqtt", "include_raw", d.include_raw),
+        protocol=protocol,
+        session_expiry_s=session_expiry,
+        inflight=inflight,
     )
 
 

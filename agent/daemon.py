@@ -46,6 +46,9 @@ def _status(agent: Agent, pub: Publisher, started: float) -> bytes:
         intake_depth=agent.queue.qsize(),
         dropped=agent.stats.dropped,
         rejected=agent.stats.rejected,
+        broker_error=pub.last_error,
+        refused=pub.refused,
+        refused_topics=pub.refused_topics,
         storage="ok",
         models=[],
         links=links,
@@ -92,14 +95,15 @@ async def run_daemon(
             loop.add_signal_handler(sig, stop.set)
 
     async def heartbeat() -> None:
-        was_connected = False
+        """The retained status: at every connect, when the broker refuses something, and every 30 s."""
+        shown: tuple[object, ...] = ()
         last = 0.0
         while True:
             now = time.monotonic()
-            if publisher.connected and (not was_connected or now - last >= STATUS_EVERY_S):
+            news = (publisher.connects, publisher.refused, publisher.last_error, len(publisher.refused_topics))
+            if publisher.connected and (news != shown or now - last >= STATUS_EVERY_S):
                 publisher.publish_direct(topic, _status(agent, publisher, started), retain=True)
-                last = now
-            was_connected = publisher.connected
+                shown, last = news, now
             await asyncio.sleep(0.2)
 
     core = asyncio.create_task(agent.process(), name="core")

@@ -20,6 +20,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.backoff import backoff
@@ -31,30 +33,60 @@ log = logging.getLogger("vigil.mqtt")
 
 
 def make_client(
-    cfg: MqttConfig, client_id: str, *, will: tuple[str, bytes] | None = None, clean_session: bool = True
+    cfg: MqttConfig, client_id: str, *, will: tuple[str, bytes] | None = None, persistent: bool = False
 ) -> paho.Client:
-    """A paho client set up from the configuration: credentials, TLS and the last will."""
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=paho.MQTTv311,
-        clean_session=clean_session,
-    )
+    """A paho client set up from the configuration: protocol, credentials, TLS and the last will.
+    ``persistent`` asks (MQTT 3.1.1) for a session that outlives the connection; with MQTT 5 that is chosen at
+    connect time (:func:`connect_options`)."""
+    if cfg.protocol == "5":
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    else:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311, clean_session=not persistent
+        )
     if cfg.username is not None:
         client.username_pw_set(cfg.username, cfg.password)
     if cfg.tls:
-        try:
-            client.tls_set(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        except (OSError, ValueError) as exc:
-            raise BrokerError(f"{cfg.host}:{cfg.port}", f"TLS set-up failed: {exc}") from exc
+        client.tls_set_context(tls_context(cfg))
     if will is not None:
         client.will_set(will[0], will[1], qos=1, retain=True)
     return client
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """paho leaves the socket open when the TLS handshake fails (an untrusted broker): close it here."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
+    """Verify the broker against ``ca_file`` (else the system's CAs) and its host name; TLS 1.2 at least;
+    the client certificate when configured."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cfg.cert_file is not None:
+            ctx.load_cert_chain(str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise BrokerError(f"{cfg.host}:{cfg.port}", f"TLS set-up failed: {exc}") from exc
+    ctx.sslsocket_class = _ClosingSSLSocket
+    return ctx
+
+
+def connect_options(cfg: MqttConfig, *, persistent: bool) -> dict[str, Any]:
+    """Extra arguments for ``Client.connect``: an MQTT 5 session that lasts ``session_expiry_s``."""
+    if cfg.protocol != "5":
+        return {}
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    if persistent and cfg.session_expiry_s > 0:
+        props.SessionExpiryInterval = cfg.session_expiry_s
+        return {"clean_start": False, "properties": props}
+    return {"clean_start": True, "properties": props}
 
 
 class _LoopGlue:
@@ -114,7 +146,6 @@ class Publisher:
         client_id: str,
         status_topic: str,
         offline_payload: bytes,
-        inflight: int = 20,
         retry_delay: Callable[[int], float] = backoff,
         subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes], object] | None = None,
@@ -122,21 +153,28 @@ class Publisher:
         self.cfg = cfg
         self.store = store
         self.status_topic = status_topic
-        self.inflight_limit = inflight
+        self.inflight_limit = cfg.inflight
         self.retry_delay = retry_delay
-        self.client = make_client(cfg, client_id, will=(status_topic, offline_payload))
-        self.client.max_inflight_messages_set(inflight)
+        self.persistent = cfg.session_expiry_s > 0
+        self.client = make_client(cfg, client_id, will=(status_topic, offline_payload), persistent=self.persistent)
+        self.client.max_inflight_messages_set(cfg.inflight)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.subscriptions = tuple(subscriptions)
         self.on_message = on_message
         self.connected = False
         self.last_error: str | None = None
         self.acked = 0
         self.connects = 0
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._inflight: dict[int, tuple[int, str]] = {}  # paho mid -> (outbox seq, topic)
+        # Messages the broker refused (MQTT 5 PUBACK with an error, e.g. an ACL): kept in the outbox, reported,
+        # and tried again after the next reconnect rather than in a loop.
+        self._refused: set[int] = set()
+        self.refused = 0
+        self.refused_topics: list[str] = []  # the last few, newest last, for the status
         self._wake = asyncio.Event()
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -173,11 +211,27 @@ class Publisher:
             self.on_message(msg.topic, bytes(msg.payload))
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
-        seq = self._inflight.pop(mid, None)
-        if seq is not None:
-            self.store.outbox_done([seq])
-            self.acked += 1
+        entry = self._inflight.pop(mid, None)
+        if entry is not None:
+            seq, topic = entry
+            if rc.is_failure:
+                self._refused.add(seq)
+                self.refused += 1
+                if topic in self.refused_topics:
+                    self.refused_topics.remove(topic)
+                self.refused_topics = [*self.refused_topics, topic][-10:]
+                self.last_error = f"broker refused a publish to {topic}: {rc}"
+                log.error("broker %s refused a publish to %s: %s; kept in the outbox", self.broker, topic, rc)
+            else:
+                self.store.outbox_done([seq])
+                self.acked += 1
         self._wake.set()
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any) -> None:
+        failed = [str(rc) for rc in rcs if rc.is_failure]
+        if failed:
+            self.last_error = f"broker refused the command subscription: {', '.join(failed)}"
+            log.error("broker %s refused subscribing to %s: %s", self.broker, self.subscriptions, failed)
 
     # -- the connection loop ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -213,7 +267,12 @@ class Publisher:
         try:
             await self._loop.run_in_executor(
                 None,
-                lambda: self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s),
+                lambda: self.client.connect(
+                    self.cfg.host,
+                    self.cfg.port,
+                    keepalive=self.cfg.keepalive_s,
+                    **connect_options(self.cfg, persistent=self.persistent),
+                ),
             )
         except (OSError, ssl.SSLError, socket.gaierror, ValueError) as exc:
             raise BrokerError(self.broker, f"cannot connect: {exc}") from exc
@@ -228,6 +287,7 @@ class Publisher:
             raise BrokerError(self.broker, f"connection refused: {rc}")
         for topic in self.subscriptions:
             self.client.subscribe(topic, qos=1)
+        self._refused.clear()  # a new connection may carry new rights: try refused messages once more
         self.connected = True
         self.connects += 1
         self.last_error = None
@@ -238,14 +298,15 @@ class Publisher:
             self._wake.clear()
             room = self.inflight_limit - len(self._inflight)
             if room > 0:
-                for msg in self.store.outbox_pending(room, exclude=self._inflight.values()):
+                busy = [seq for seq, _ in self._inflight.values()] + list(self._refused)
+                for msg in self.store.outbox_pending(room, exclude=busy):
                     info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                     if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         break
                     if msg.qos == 0:
                         self.store.outbox_done([msg.seq])
                     else:
-                        self._inflight[info.mid] = msg.seq
+                        self._inflight[info.mid] = (msg.seq, msg.topic)
             await self._wake.wait()
 
     async def _misc(self) -> None:
@@ -263,10 +324,11 @@ class Publisher:
         return len(self._inflight)
 
     async def flush(self, timeout: float) -> bool:
-        """Wait until the outbox is empty and nothing is in flight; False if the time ran out."""
+        """Wait until the outbox holds nothing but refused messages and nothing is in flight; False if the time
+        ran out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._inflight and self.store.outbox_depth() == 0:
+            if not self._inflight and self.store.outbox_depth() <= len(self._refused):
                 return True
             self._wake.set()
             await asyncio.sleep(0.02)

@@ -76,7 +76,8 @@ def demo_config(db: Path, port: int, devices: list[WearerDevices]) -> Config:
     return parse_config(
         {
             "agent": {"id": "demo-agent", "site": "demo", "db": str(db)},
-            "mqtt": {"host": "127.0.0.1", "port": port},
+            # amqtt speaks MQTT 3.1.1 only.
+            "mqtt": {"host": "127.0.0.1", "port": port, "protocol": "3.1.1"},
             "wearers": wearers,
         }
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -11,6 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The suite shares two cores with brokers and subprocesses: Hypothesis's per-example deadline would turn a slow
+# moment into a failure that says nothing about the code. Example counts stay at Hypothesis's defaults.
+settings.register_profile("vigil", deadline=None)
+settings.load_profile("vigil")
 
 
 def free_port() -> int:
@@ -65,12 +73,17 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], log: Pa
     pytest.fail(f"mosquitto did not listen on {host}:{port}")
 
 
+def run_as() -> str:
+    """mosquitto started by root drops to the 'mosquitto' user, which cannot read the test's files: keep ours."""
+    return f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+
+
 def start_mosquitto(tmp: Path, extra: str = "") -> Broker:
     port = free_port()
     log = tmp / "mosquitto.log"
     conf = tmp / "mosquitto.conf"
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"{run_as()}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         f"log_dest file {log}\nlog_type all\n{extra}"
     )
     proc = _spawn(conf)

@@ -52,7 +52,7 @@ async def wait_for(cond: Any, timeout: float = 10.0) -> bool:
 
 
 def test_outbox_is_delivered_in_order_and_removed_only_after_ack(mosquitto: Broker, tmp_path: Path) -> None:
-    cfg = MqttConfig(host=mosquitto.host, port=mosquitto.port)
+    cfg = MqttConfig(host=mosquitto.host, port=mosquitto.port, inflight=5)
     store = Store(tmp_path / "v.db")
     queue_alerts(store, 50)
     sub = Collector(cfg)
@@ -64,7 +64,6 @@ def test_outbox_is_delivered_in_order_and_removed_only_after_ack(mosquitto: Brok
             client_id="agent-t",
             status_topic="vigil/home/agent/t/status",
             offline_payload=status_payload("offline"),
-            inflight=5,
         )
         task = asyncio.create_task(pub.run())
         assert await pub.flush(10)
