@@ -16,6 +16,7 @@ from pathlib import Path
 from agent import __version__, cmd_ack, cmd_decode
 from agent.config import MqttConfig
 from agent.errors import AgentError, ConfigError
+from agent.logs import setup_logging
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         "configured BLE devices, store readings, publish alerts. Stops cleanly on SIGTERM/SIGINT.",
     )
     run.add_argument("--config", type=Path, required=True, help="configuration file (TOML); see README")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text or one JSON object per line (default: [agent] log_format, else text)",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -95,11 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO, "text")
     if args.verb is None:
         parser.print_help()
         return EXIT_USAGE
@@ -131,7 +133,12 @@ def _run(args: argparse.Namespace) -> int:
     from agent.daemon import run_daemon
 
     cfg = load_config(args.config)
-    logging.getLogger().setLevel(cfg.agent.log_level.upper())
+    # -v wins over the configured level; the MQTT password is redacted from every line, whatever logs it.
+    setup_logging(
+        "debug" if args.verbose else cfg.agent.log_level,
+        args.log_format or cfg.agent.log_format,
+        secrets=[cfg.mqtt.password],
+    )
     asyncio.run(run_daemon(cfg, install_signal_handlers=True))
     return EXIT_OK
 

@@ -131,6 +131,8 @@ class AgentConfig:
     site: str = "home"
     db: Path = Path("vigil.db")
     log_level: str = "info"
+    # "text" or "json" (one object per line); see agent/logs.py. Under systemd text lines carry no timestamp.
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -183,17 +185,21 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Co
 
 
 def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
-    _reject_unknown(t, "agent", {"id", "site", "db", "log_level"})
+    _reject_unknown(t, "agent", {"id", "site", "db", "log_level", "log_format"})
     d = AgentConfig()
     db = _path(t, "agent", "db", base_dir) or d.db
     level = _str(t, "agent", "log_level", d.log_level)
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError("agent.log_level", level, "must be one of debug, info, warning, error")
+    log_format = t.get("log_format", d.log_format)
+    if log_format not in ("text", "json"):
+        raise ConfigError("agent.log_format", log_format, "must be one of text, json")
     return AgentConfig(
         id=_ident(t, "agent", "id", d.id),
         site=_ident(t, "agent", "site", d.site),
         db=db,
         log_level=level,
+        log_format=str(log_format),
     )
 
 

@@ -10,11 +10,11 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent import __version__
+from agent import __version__, systemd
 from agent.ble import DeviceLink
 from agent.clock import Clock, SystemClock
 from agent.config import Config
@@ -26,6 +26,10 @@ from agent.topics import command_filter, status_topic
 log = logging.getLogger("vigil.daemon")
 
 STATUS_EVERY_S = 30.0
+# How often the line `systemctl status` shows is refreshed (sent only when it changed).
+SYSTEMD_STATUS_EVERY_S = 2.0
+# Intake waiting this long with nothing taken by the core counts as a stuck core for the watchdog.
+INTAKE_STALL_S = 20.0
 
 
 @dataclass
@@ -107,10 +111,11 @@ async def run_daemon(
             await asyncio.sleep(0.2)
 
     core = asyncio.create_task(agent.process(), name="core")
+    ticker = asyncio.create_task(agent.ticker(), name="ticker")
     services = [
         asyncio.create_task(publisher.run(), name="publisher"),
         asyncio.create_task(heartbeat(), name="heartbeat"),
-        asyncio.create_task(agent.ticker(), name="ticker"),
+        ticker,
     ]
     # One adapter: BlueZ copes badly with several connections being set up at once, so links take turns.
     connect_lock = asyncio.Lock()
@@ -128,6 +133,9 @@ async def run_daemon(
                 connect_lock=connect_lock,
             )
             links.append(asyncio.create_task(link.run(), name=f"link:{wearer.id}:{device.label}"))
+    # Ready for systemd once the store is open and the publisher and the links are started, not when the
+    # broker answers: without one the agent still watches and buffers.
+    sd_tasks = _start_systemd(agent, publisher, health_check(agent, [core, ticker]))
     if on_ready is not None:
         on_ready(agent, publisher)
 
@@ -140,12 +148,19 @@ async def run_daemon(
     waiter = asyncio.create_task(wait_until(), name="until")
     stopper = asyncio.create_task(stop.wait(), name="stop")
     try:
-        done, _ = await asyncio.wait([waiter, stopper, core, *services, *links], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [waiter, stopper, core, *services, *links, *sd_tasks], return_when=asyncio.FIRST_COMPLETED
+        )
         for t in done:
             exc = t.exception()
             if exc is not None:
                 raise exc
     finally:
+        # No watchdog pings while stopping: systemd now times the stop with TimeoutStopSec= instead.
+        for t in sd_tasks:
+            t.cancel()
+        systemd.stopping()
+        systemd.status("stopping: writing the intake, flushing the outbox")
         # Stop the links first so nothing new arrives, then drain, flush and say goodbye.
         for t in links:
             t.cancel()
@@ -164,6 +179,65 @@ async def run_daemon(
         await publisher.close(offline)
         for t in (*services, waiter, stopper):
             t.cancel()
-        await asyncio.gather(*services, waiter, stopper, return_exceptions=True)
+        await asyncio.gather(*services, *sd_tasks, waiter, stopper, return_exceptions=True)
         store.close()
     return RunResult(agent=agent, publisher=publisher, flushed=flushed)
+
+
+def status_line(agent: Agent, pub: Publisher) -> str:
+    """The line `systemctl status` shows: broker, links, outbox."""
+    states = [state for ws in agent.wearers.values() for state in ws.links.values()]
+    devices = sum(len(w.devices) for w in agent.cfg.wearers)
+    broker = "broker connected" if pub.connected else f"broker not connected ({pub.last_error or 'connecting'})"
+    line = f"{broker}, {states.count('connected')}/{devices} links connected, outbox {agent.store.outbox_depth()}"
+    if agent.stats.dropped:
+        line += f", {agent.stats.dropped} notifications dropped"
+    return line
+
+
+def health_check(
+    agent: Agent,
+    tasks: Sequence[asyncio.Task[Any]],
+    *,
+    stall_s: float = INTAKE_STALL_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[], str | None]:
+    """For the watchdog: None while ``tasks`` (the core, the ticker) run and the core keeps taking from the intake;
+    else why not. A blocked event loop needs no check: the watchdog runs on it and stops pinging by itself."""
+    taken, since = agent.stats.accepted - agent.queue.qsize(), clock()
+
+    def check() -> str | None:
+        nonlocal taken, since
+        for t in tasks:
+            if t.done():
+                return f"task {t.get_name()} has stopped"
+        now, now_taken = clock(), agent.stats.accepted - agent.queue.qsize()
+        if now_taken != taken or agent.queue.empty():
+            taken, since = now_taken, now
+        elif now - since > stall_s:
+            return f"the core has taken nothing from the intake for {now - since:.0f} s ({agent.queue.qsize()} waiting)"
+        return None
+
+    return check
+
+
+def _start_systemd(agent: Agent, pub: Publisher, check: Callable[[], str | None]) -> list[asyncio.Task[None]]:
+    """READY=1, then STATUS= lines and, under WatchdogSec=, the watchdog; nothing outside systemd."""
+    if not systemd.under_systemd():
+        return []
+    systemd.ready()
+
+    async def show_status() -> None:
+        shown = ""
+        while True:
+            line = status_line(agent, pub)
+            if line != shown:
+                systemd.status(line)
+                shown = line
+            await asyncio.sleep(SYSTEMD_STATUS_EVERY_S)
+
+    tasks = [asyncio.create_task(show_status(), name="systemd-status")]
+    interval = systemd.watchdog_interval()
+    if interval is not None:
+        tasks.append(asyncio.create_task(systemd.watchdog(interval, check), name="watchdog"))
+    return tasks
