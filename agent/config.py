@@ -136,11 +136,23 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Retention: the ``[store]`` table. Readings older than ``retention_days``, then the oldest readings while
+    the data exceeds ``max_size_mb``, are deleted every ``prune_every_s``; what was pruned is reported in the
+    agent's status. Active alerts and unsent messages are never pruned."""
+
+    retention_days: float = 30.0
+    max_size_mb: float = 1024.0
+    prune_every_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class Config:
     agent: AgentConfig
     mqtt: MqttConfig
     wearers: tuple[WearerConfig, ...]
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def wearer(self, wearer_id: str) -> WearerConfig:
         for w in self.wearers:
@@ -167,7 +179,7 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
     """Validate a configuration already parsed into dicts (from TOML or built in code)."""
-    _reject_unknown(data, "", {"agent", "mqtt", "wearers", "alerts"})
+    _reject_unknown(data, "", {"agent", "mqtt", "wearers", "alerts", "store"})
     agent = _parse_agent(_table(data, "agent"), base_dir)
     mqtt = _parse_mqtt(_table(data, "mqtt"), base_dir)
     raw_wearers = data.get("wearers")
@@ -181,7 +193,12 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Co
         if w.id in seen:
             raise ConfigError(f"wearers[{i}].id", w.id, "duplicate wearer id")
         seen.add(w.id)
-    return Config(agent=agent, mqtt=mqtt, wearers=wearers, alerts=_parse_policy(_table(data, "alerts")))
+    store = StoreConfig(**_numbers(_table(data, "store"), "store", StoreConfig()))
+    if store.max_size_mb < 1:
+        raise ConfigError("store.max_size_mb", store.max_size_mb, "must be at least 1 MB")
+    if store.prune_every_s < 1:
+        raise ConfigError("store.prune_every_s", store.prune_every_s, "must be at least 1 second")
+    return Config(agent=agent, mqtt=mqtt, wearers=wearers, alerts=_parse_policy(_table(data, "alerts")), store=store)
 
 
 def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:

@@ -22,9 +22,10 @@ from typing import Any
 from agent.alerts import AlertEngine, AlertEvent, CommandError, Condition, all_kinds, sort_events
 from agent.clock import Clock, SystemClock
 from agent.config import Config
+from agent.errors import StoreError
 from agent.messages import RawNotification
 from agent.sensors import SensorMonitor
-from agent.store import PRIORITY_ALERT, PRIORITY_STATE, Reading, Store, StoredAlert
+from agent.store import PRIORITY_ALERT, PRIORITY_STATE, PruneReport, Reading, Store, StoredAlert
 from agent.topics import alert_payload, alert_topic, condition_from_payload, encode, iso_time, state_topic
 from firmware_bridge.battery import decode_battery_level
 from firmware_bridge.cgm import decode_cgm_measurement
@@ -44,6 +45,8 @@ STALE_FOR_ALERTS_S = 15 * 60.0
 # How often time-driven checks run (silent sensors, lost links, re-notification), in wall seconds.
 TICK_S = 1.0
 COMMAND_VERBS = ("ack", "snooze")
+# Readings held in memory while the store fails (about 12 hours of one strap); older ones are dropped first.
+UNSAVED_MAX_READINGS = 100_000
 
 
 @dataclass
@@ -52,6 +55,8 @@ class Stats:
     dropped: int = 0
     rejected: int = 0  # payloads the codecs refused
     batches: int = 0
+    lost_readings: int = 0  # dropped from memory while the store could not take them
+    pruned: int = 0
     readings: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
 
@@ -92,6 +97,13 @@ class Agent:
         self.engine.restore(restored)
         self.sensors = SensorMonitor(cfg, self.clock.now())
         self._pending: list[AlertEvent] = []
+        # Storage trouble (a full disk): batches held in memory and messages sent without the outbox.
+        self.storage_error: str | None = None
+        self._unsaved: list[_Unsaved] = []
+        self._unsaved_readings = 0
+        self.on_volatile: Callable[[list[tuple[str, bytes, bool]]], None] = lambda messages: None
+        self.last_prune: PruneReport | None = None
+        self._last_prune_t = self.clock.now()
         self.queue: asyncio.Queue[RawNotification] = asyncio.Queue(maxsize=INTAKE_SIZE)
         self.stats = Stats()
         self.wearers: dict[str, WearerState] = {w.id: WearerState() for w in cfg.wearers}
@@ -117,6 +129,69 @@ class Agent:
             ws.links[device] = state
             ws.dirty = True
             self._assess(self.sensors.link(wearer, device, state, self.clock.now()))
+
+    # -- storage trouble ----------------------------------------------------------------------------------
+    def _degrade(self, exc: StoreError) -> None:
+        if self.storage_error is None:
+            log.error(
+                "store %s failed (%s): alerts go out from memory, readings are held until it recovers",
+                self.store.path,
+                exc.reason,
+            )
+        self.storage_error = exc.reason
+
+    def _hold(self, batch: _Unsaved, outbox: list[tuple[int, str, bytes, int, bool]]) -> None:
+        """Keep a batch in memory and send its messages straight away: a full disk must not silence an alert."""
+        self._unsaved.append(batch)
+        self._unsaved_readings += len(batch.readings)
+        while self._unsaved_readings > UNSAVED_MAX_READINGS:
+            oldest = next(b for b in self._unsaved if b.readings)
+            self._unsaved_readings -= len(oldest.readings)
+            self.stats.lost_readings += len(oldest.readings)
+            oldest.readings = []
+        self.on_volatile([(topic, payload, retain) for _, topic, payload, _, retain in outbox])
+
+    def _catch_up(self) -> None:
+        """Write held batches, oldest first, while the store takes them."""
+        while self._unsaved:
+            b = self._unsaved[0]
+            try:
+                self.store.write_batch(readings=b.readings, alerts=b.alerts, alert_state=b.alert_state, now=b.now)
+            except StoreError as exc:
+                self._degrade(exc)
+                return
+            self._unsaved.pop(0)
+            self._unsaved_readings -= len(b.readings)
+        self._recovered()
+
+    def _recovered(self) -> None:
+        if self.storage_error is not None:
+            log.warning("store %s recovered: held readings and alerts are written", self.store.path)
+            self.storage_error = None
+
+    @property
+    def unsaved_readings(self) -> int:
+        return self._unsaved_readings
+
+    def storage_state(self) -> str:
+        return "ok" if self.storage_error is None else f"degraded: {self.storage_error}"
+
+    def prune(self, now: float) -> PruneReport | None:
+        """Apply the retention limits; None when the store is unusable right now."""
+        cfg = self.cfg.store
+        try:
+            report = self.store.prune(
+                now, max_age_s=cfg.retention_days * 86400, max_bytes=int(cfg.max_size_mb * 1024 * 1024)
+            )
+        except StoreError as exc:
+            self._degrade(exc)
+            return None
+        self.last_prune = report
+        self.stats.pruned += report.pruned
+        if report.pruned:
+            log.info("store: pruned %d rows (%d by age, %d by size)", report.pruned,
+                     report.readings_by_age + report.alerts_by_age, report.readings_by_size)  # fmt: skip
+        return report
 
     def _assess(self, conditions: Iterable[Condition]) -> None:
         """Conditions that arrive outside a batch; their events go out with the next batch or tick."""
@@ -148,8 +223,14 @@ class Agent:
             self.tick(self.clock.now())
 
     def tick(self, now: float) -> None:
-        """Silent sensors, lost links and re-notification, committed like a batch."""
+        """Silent sensors, lost links and re-notification, committed like a batch; retries a failed store and
+        applies retention when due."""
+        if self._unsaved:
+            self._catch_up()
         self._commit([], self._tick_events(now), now)
+        if now - self._last_prune_t >= self.cfg.store.prune_every_s:
+            self._last_prune_t = now
+            self.prune(now)
 
     def _tick_events(self, now: float) -> list[AlertEvent]:
         events = self._pending
@@ -242,14 +323,9 @@ class Agent:
                 return [Reading(note.wearer, note.device, "battery", note.received_at, float(level))]
         except CodecError as exc:
             self.stats.rejected += 1
-            log.warning(
-                "%s/%s: rejected %s payload %s: %s",
-                note.wearer,
-                note.device,
-                note.characteristic,
-                note.data.hex(),
-                exc.reason,
-            )
+            # The payload may hold a reading: its bytes go to the debug log only, the reason to the warning.
+            log.warning("%s/%s: rejected a %s payload: %s", note.wearer, note.device, note.characteristic, exc.reason)
+            log.debug("%s/%s: rejected payload bytes: %s", note.wearer, note.device, note.data.hex())
             return []
         return []
 
@@ -365,13 +441,35 @@ class Agent:
             outbox.append((PRIORITY_STATE, state_topic(root, site, wearer), encode(state), 1, True))
         if not (readings or outbox):
             return
-        self.store.write_batch(readings=readings, alerts=stored, outbox=outbox, alert_state=state_rows, now=now)
-        self.stats.batches += 1
+        if self._unsaved:
+            self._catch_up()
+        written = False
+        if not self._unsaved:
+            try:
+                self.store.write_batch(readings=readings, alerts=stored, outbox=outbox, alert_state=state_rows, now=now)
+            except StoreError as exc:
+                self._degrade(exc)
+            else:
+                written = True
+                self.stats.batches += 1
+                self._recovered()
+        if not written:
+            self._hold(_Unsaved(readings, stored, state_rows, now), outbox)
         for ev in events:
             for listener in self.alert_listeners:
                 listener(ev)
         if outbox:
             self.on_outbox()
+
+
+@dataclass
+class _Unsaved:
+    """A batch the store could not take: written when it can again, without its (already sent) messages."""
+
+    readings: list[Reading]
+    alerts: list[StoredAlert]
+    alert_state: list[tuple[str, str, str | None, float]]
+    now: float
 
 
 def alert_state_key(kind: str, subject: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -19,6 +20,7 @@ from agent.ble import DeviceLink
 from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.core import Agent
+from agent.errors import StoreError
 from agent.mqtt import Publisher, status_payload
 from agent.store import Store
 from agent.topics import command_filter, status_topic
@@ -39,6 +41,13 @@ class RunResult:
     flushed: bool
 
 
+def _db_bytes(agent: Agent) -> int | None:
+    try:
+        return agent.store.used_bytes()
+    except StoreError:
+        return None
+
+
 def _status(agent: Agent, pub: Publisher, started: float) -> bytes:
     links = {w: dict(ws.links) for w, ws in agent.wearers.items()}
     return status_payload(
@@ -53,7 +62,12 @@ def _status(agent: Agent, pub: Publisher, started: float) -> bytes:
         broker_error=pub.last_error,
         refused=pub.refused,
         refused_topics=pub.refused_topics,
-        storage="ok",
+        storage=agent.storage_state(),
+        unsaved_readings=agent.unsaved_readings,
+        lost_readings=agent.stats.lost_readings,
+        db_bytes=_db_bytes(agent),
+        pruned_total=agent.stats.pruned,
+        last_prune=dataclasses.asdict(agent.last_prune) if agent.last_prune else None,
         models=[],
         links=links,
     )
@@ -91,6 +105,7 @@ async def run_daemon(
     )
     agent = Agent(cfg, store, clock=clock, on_outbox=publisher.wake)
     publisher.on_message = agent.command
+    agent.on_volatile = publisher.publish_volatile
     started = time.monotonic()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -104,7 +119,14 @@ async def run_daemon(
         last = 0.0
         while True:
             now = time.monotonic()
-            news = (publisher.connects, publisher.refused, publisher.last_error, len(publisher.refused_topics))
+            news = (
+                publisher.connects,
+                publisher.refused,
+                publisher.last_error,
+                len(publisher.refused_topics),
+                agent.storage_error,
+                agent.last_prune,
+            )
             if publisher.connected and (news != shown or now - last >= STATUS_EVERY_S):
                 publisher.publish_direct(topic, _status(agent, publisher, started), retain=True)
                 shown, last = news, now

@@ -32,11 +32,13 @@ class ConfigError(AgentError):
 
 
 class StoreError(AgentError):
-    """The store failed; ``operation`` names what was being done."""
+    """The store failed; ``operation`` names what was being done, ``full`` says the disk or the database's
+    size limit is the cause (the agent then keeps alerting from memory and retries)."""
 
-    def __init__(self, operation: str, reason: str) -> None:
+    def __init__(self, operation: str, reason: str, *, full: bool = False) -> None:
         self.operation = operation
         self.reason = reason
+        self.full = full
         super().__init__(f"store: {operation}: {reason}")
 
 

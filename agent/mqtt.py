@@ -15,6 +15,7 @@ import logging
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -175,6 +176,8 @@ class Publisher:
         self._refused: set[int] = set()
         self.refused = 0
         self.refused_topics: list[str] = []  # the last few, newest last, for the status
+        # Messages sent without the outbox while the store is failing (QoS 1, paho's memory only).
+        self._volatile: deque[tuple[str, bytes, bool]] = deque(maxlen=10_000)
         self._wake = asyncio.Event()
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -293,9 +296,19 @@ class Publisher:
         self.last_error = None
         log.info("broker %s: connected", self.broker)
 
+    def publish_volatile(self, messages: Sequence[tuple[str, bytes, bool]]) -> None:
+        """Send messages that could not be stored (a full disk): from memory, before the outbox's backlog."""
+        self._volatile.extend(messages)
+        self._wake.set()
+
     async def _drain(self) -> None:
         while self.connected:
             self._wake.clear()
+            while self._volatile:
+                topic, payload, retain = self._volatile[0]
+                if self.client.publish(topic, payload, qos=1, retain=retain).rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+                self._volatile.popleft()
             room = self.inflight_limit - len(self._inflight)
             if room > 0:
                 busy = [seq for seq, _ in self._inflight.values()] + list(self._refused)

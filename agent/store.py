@@ -77,6 +77,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 # Outbox priorities: lower goes first. Alerts (in the order they were raised, so per-wearer order holds)
 # overtake any backlog of state updates; a newer retained state message replaces an older unsent one.
+SQLITE_FULL = 13  # "database or disk is full", also when PRAGMA max_page_count is reached
 PRIORITY_ALERT = 0
 PRIORITY_STATE = 1
 
@@ -161,7 +162,7 @@ class Store:
         try:
             return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
-            raise StoreError(sql.split()[0].lower(), str(exc)) from exc
+            raise _store_error(sql.split()[0].lower(), exc) from exc
 
     # -- writes -------------------------------------------------------------------------------------------
     def write_batch(
@@ -224,7 +225,7 @@ class Store:
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            raise StoreError("write", str(exc)) from exc
+            raise _store_error("write", exc) from exc
 
     def outbox_pending(self, limit: int, exclude: Iterable[int] = ()) -> list[OutboxMessage]:
         """The next messages to publish: most urgent first, then oldest first."""
@@ -249,7 +250,7 @@ class Store:
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            raise StoreError("outbox_done", str(exc)) from exc
+            raise _store_error("outbox_done", exc) from exc
 
     # -- reads --------------------------------------------------------------------------------------------
     def outbox_depth(self) -> int:
@@ -280,5 +281,73 @@ class Store:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
+    # -- retention ----------------------------------------------------------------------------------------
+    def used_bytes(self) -> int:
+        """Bytes in use by data (pages not on the free list): what the size limit counts."""
+        page_size, pages, free = (
+            int(self._execute(f"PRAGMA {p}").fetchone()[0]) for p in ("page_size", "page_count", "freelist_count")
+        )
+        return (pages - free) * page_size
+
+    def prune(self, now: float, *, max_age_s: float, max_bytes: int, chunk: int = 20_000) -> PruneReport:
+        """Delete readings older than ``max_age_s``, then the oldest readings until the data fits ``max_bytes``.
+        Ended alerts older than ``max_age_s`` go too; active alerts and the outbox are never pruned."""
+        report = PruneReport(bytes_before=self.used_bytes())
+        cutoff = now - max_age_s
+        report.readings_by_age = self._delete_chunked(
+            "DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE t < ? LIMIT ?)", cutoff, chunk
+        )
+        report.alerts_by_age = self._delete_chunked(
+            "DELETE FROM alerts WHERE rowid IN (SELECT rowid FROM alerts WHERE t < ? AND episode NOT IN"
+            " (SELECT episode FROM alert_state) LIMIT ?)",
+            cutoff,
+            chunk,
+        )
+        # By size: a thousand of the oldest readings at a time, so no more is deleted than needed.
+        while self.used_bytes() > max_bytes:
+            n = self._delete_chunked(
+                "DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT ?)", None, 1000, once=True
+            )
+            if n == 0:
+                break
+            report.readings_by_size += n
+        report.bytes_after = self.used_bytes()
+        return report
+
+    def _delete_chunked(self, sql: str, cutoff: float | None, chunk: int, *, once: bool = False) -> int:
+        total = 0
+        while True:
+            params: tuple[Any, ...] = (chunk,) if cutoff is None else (cutoff, chunk)
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                n = self._conn.execute(sql, params).rowcount
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise _store_error("prune", exc) from exc
+            total += n
+            if once or n < chunk:
+                return total
+
     def close(self) -> None:
         self._conn.close()
+
+
+@dataclass
+class PruneReport:
+    readings_by_age: int = 0
+    alerts_by_age: int = 0
+    readings_by_size: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+    @property
+    def pruned(self) -> int:
+        return self.readings_by_age + self.alerts_by_age + self.readings_by_size
+
+
+def _store_error(operation: str, exc: sqlite3.Error) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; 3.10 has only the message
+    full = code == SQLITE_FULL if code is not None else "full" in str(exc).lower()
+    return StoreError(operation, str(exc), full=full)
