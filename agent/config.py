@@ -133,6 +133,8 @@ class AgentConfig:
     log_level: str = "info"
     # "text" or "json" (one object per line); see agent/logs.py. Under systemd text lines carry no timestamp.
     log_format: str = "text"
+    # Model bundles (manifest.json + NAME.tflite + NAME.json); None = the models packaged with the agent.
+    models_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Co
 
 
 def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
-    _reject_unknown(t, "agent", {"id", "site", "db", "log_level", "log_format"})
+    _reject_unknown(t, "agent", {"id", "site", "db", "log_level", "log_format", "models_dir"})
+    models_dir = _path(t, "agent", "models_dir", base_dir)
+    if models_dir is not None and not (models_dir / "manifest.json").is_file():
+        raise ConfigError("agent.models_dir", str(models_dir), "has no manifest.json")
     d = AgentConfig()
     db = _path(t, "agent", "db", base_dir) or d.db
     level = _str(t, "agent", "log_level", d.log_level)
@@ -217,6 +222,7 @@ def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
         db=db,
         log_level=level,
         log_format=str(log_format),
+        models_dir=models_dir,
     )
 
 

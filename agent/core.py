@@ -19,11 +19,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.alerts import AlertEngine, AlertEvent, CommandError, Condition, all_kinds, sort_events
+from agent.alerts import (
+    AGENT_MODEL_UNAVAILABLE,
+    AlertEngine,
+    AlertEvent,
+    CommandError,
+    Condition,
+    all_kinds,
+    sort_events,
+)
 from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.errors import StoreError
 from agent.messages import RawNotification
+from agent.models import PACKAGED_MODELS_DIR, load_models
 from agent.sensors import SensorMonitor
 from agent.store import PRIORITY_ALERT, PRIORITY_STATE, PruneReport, Reading, Store, StoredAlert
 from agent.topics import alert_payload, alert_topic, condition_from_payload, encode, iso_time, state_topic
@@ -97,6 +106,16 @@ class Agent:
         self.engine.restore(restored)
         self.sensors = SensorMonitor(cfg, self.clock.now())
         self._pending: list[AlertEvent] = []
+        # Models: those that load run; a refused one (bad hash, broken card, no runtime) leaves its job to the
+        # rules, and every wearer gets an agent_model_unavailable alert naming it.
+        self.models, self.model_problems = load_models(cfg.agent.models_dir or PACKAGED_MODELS_DIR)
+        for problem in self.model_problems:
+            log.error("model %s refused (%s): falling back to the rules", problem.name, problem.reason)
+            for w in cfg.wearers:
+                self._assess([model_unavailable(w.id, problem.name, problem.reason, self.clock.now())])
+        for model in self.models:  # one refused before a restart and fine now: clear its alert
+            for w in cfg.wearers:
+                self._assess([model_unavailable(w.id, model.name, "", self.clock.now(), active=False)])
         # Storage trouble (a full disk): batches held in memory and messages sent without the outbox.
         self.storage_error: str | None = None
         self._unsaved: list[_Unsaved] = []
@@ -470,6 +489,22 @@ class _Unsaved:
     alerts: list[StoredAlert]
     alert_state: list[tuple[str, str, str | None, float]]
     now: float
+
+
+def model_unavailable(wearer: str, model: str, reason: str, t: float, *, active: bool = True) -> Condition:
+    return Condition(
+        wearer=wearer,
+        kind=AGENT_MODEL_UNAVAILABLE,
+        active=active,
+        t=t,
+        severity="warning",
+        reason=f"model {model} is unavailable ({reason}); the agent falls back to its rules"
+        if active
+        else f"model {model} is loaded and verified again",
+        values={"model": model, "problem": reason},
+        subject=model,
+        source={"type": "agent"},
+    )
 
 
 def alert_state_key(kind: str, subject: str) -> str:

@@ -68,7 +68,8 @@ def _status(agent: Agent, pub: Publisher, started: float) -> bytes:
         db_bytes=_db_bytes(agent),
         pruned_total=agent.stats.pruned,
         last_prune=dataclasses.asdict(agent.last_prune) if agent.last_prune else None,
-        models=[],
+        models=[{**m.describe(), "state": "loaded"} for m in agent.models]
+        + [{**p.describe(), "state": "refused"} for p in agent.model_problems],
         links=links,
     )
 
