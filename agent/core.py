@@ -38,6 +38,7 @@ from agent.store import PRIORITY_ALERT, PRIORITY_STATE, PruneReport, Reading, St
 from agent.topics import alert_payload, alert_topic, condition_from_payload, encode, iso_time, state_topic
 from firmware_bridge.battery import decode_battery_level
 from firmware_bridge.cgm import decode_cgm_measurement
+from firmware_bridge.cgm_feature import decode_cgm_feature
 from firmware_bridge.errors import CodecError
 from firmware_bridge.heart_rate import decode_heart_rate_measurement
 
@@ -105,6 +106,8 @@ class Agent:
             )
         self.engine.restore(restored)
         self.sensors = SensorMonitor(cfg, self.clock.now())
+        # (wearer, device) -> the CGM's Feature says it protects records with the E2E-CRC
+        self._crc_required: dict[tuple[str, str], bool] = {}
         self._pending: list[AlertEvent] = []
         # Models: those that load run; a refused one (bad hash, broken card, no runtime) leaves its job to the
         # rules, and every wearer gets an agent_model_unavailable alert naming it.
@@ -340,6 +343,11 @@ class Agent:
             if note.characteristic == "2A19":
                 level = decode_battery_level(note.data)
                 return [Reading(note.wearer, note.device, "battery", note.received_at, float(level))]
+            if note.characteristic == "2AA8":
+                # Read at connect: a sensor that supports the E2E-CRC must send it on every record from now on.
+                feature = decode_cgm_feature(note.data)
+                self._crc_required[(note.wearer, note.device)] = feature.e2e_crc_supported
+                return []
         except CodecError as exc:
             self.stats.rejected += 1
             # The payload may hold a reading: its bytes go to the debug log only, the reason to the warning.
@@ -363,7 +371,9 @@ class Agent:
 
     def _glucose(self, note: RawNotification) -> list[Reading]:
         out = []
-        records = decode_cgm_measurement(note.data)
+        records = decode_cgm_measurement(
+            note.data, require_crc=self._crc_required.get((note.wearer, note.device), False)
+        )
         # The BLE link's estimate of the session's time offset 0 (agent.ble.CgmNotification); None from a source
         # that has none, whose records are stamped at their arrival as before.
         session_start: float | None = getattr(note, "session_start", None)

@@ -86,3 +86,29 @@ def test_low_battery_with_hysteresis(tmp_path: Path) -> None:
     raised = a.store.alerts()[0].payload
     assert raised["values"]["battery_pct"] == 19
     assert raised["device"] == CGM
+
+
+def test_cgm_that_supports_the_crc_must_send_it(tmp_path: Path) -> None:
+    """After the CGM Feature read at connect says E2E-CRC is supported, a record without a CRC is rejected."""
+    from firmware_bridge.cgm import CgmMeasurementRecord, encode_cgm_measurement
+    from firmware_bridge.cgm_feature import (
+        CgmFeature,
+        CgmFeatureFlags,
+        CgmSampleLocation,
+        CgmType,
+        encode_cgm_feature,
+    )
+    from firmware_bridge.sfloat import SFloat
+
+    a, _ = agent(tmp_path)
+    without = encode_cgm_measurement([CgmMeasurementRecord(glucose=SFloat.from_value(100), time_offset_min=5)])
+    with_crc = encode_cgm_measurement(
+        [CgmMeasurementRecord(glucose=SFloat.from_value(101), time_offset_min=10, has_crc=True)]
+    )
+    a.handle([RawNotification("w1", CGM, "2AA7", without, T0)])  # no Feature read yet: accepted
+    feature = CgmFeature(CgmFeatureFlags.E2E_CRC_SUPPORTED, CgmType(1), CgmSampleLocation(1))
+    a.handle([RawNotification("w1", CGM, "2AA8", encode_cgm_feature(feature), T0 + 1)])
+    a.handle([RawNotification("w1", CGM, "2AA7", without, T0 + 300)])
+    a.handle([RawNotification("w1", CGM, "2AA7", with_crc, T0 + 600)])
+    assert a.stats.rejected == 1
+    assert a.store.count_readings() == {"glucose": 2}
