@@ -108,6 +108,8 @@ class Agent:
         self.sensors = SensorMonitor(cfg, self.clock.now())
         # (wearer, device) -> the CGM's Feature says it protects records with the E2E-CRC
         self._crc_required: dict[tuple[str, str], bool] = {}
+        # wearer -> time of the newest glucose reading the rules have assessed (see _evaluate)
+        self._glucose_assessed: dict[str, float] = {}
         self._pending: list[AlertEvent] = []
         # Models: those that load run; a refused one (bad hash, broken card, no runtime) leaves its job to the
         # rules, and every wearer gets an agent_model_unavailable alert naming it.
@@ -428,6 +430,12 @@ class Agent:
                 return []  # no skin contact: the value is not the wearer's heart rate
             return self.engine.feed(r.wearer, "hr", r.value, r.t)
         if r.kind == "glucose" and now - r.t <= STALE_FOR_ALERTS_S and not math.isnan(r.value):
+            # The rules assume time order. A record no newer than one already assessed (an RACP backfill reports
+            # the records before the live one that anchored it, and that one again) is stored, not assessed:
+            # fed late, it would clear and raise again an episode the newer value settled.
+            if r.t <= self._glucose_assessed.get(r.wearer, -math.inf):
+                return []
+            self._glucose_assessed[r.wearer] = r.t
             return self.engine.feed(r.wearer, "glucose", r.value, r.t)
         return []
 
