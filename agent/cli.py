@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent import __version__, cmd_ack, cmd_decode
+from agent import __version__, cmd_ack, cmd_decode, cmd_doctor
 from agent.config import MqttConfig
 from agent.errors import AgentError, ConfigError
 from agent.logs import setup_logging
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--timeout", type=float, help="exit after this many seconds")
     cmd_ack.register(sub, _broker_args)
     cmd_decode.register(sub)
+    cmd_doctor.register(sub)
     return parser
 
 
