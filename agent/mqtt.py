@@ -27,7 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.backoff import backoff
 from agent.config import MqttConfig
-from agent.errors import BrokerError
+from agent.errors import BrokerError, StoreError
 from agent.store import Store
 
 log = logging.getLogger("vigil.mqtt")
@@ -176,6 +176,9 @@ class Publisher:
         self._refused: set[int] = set()
         self.refused = 0
         self.refused_topics: list[str] = []  # the last few, newest last, for the status
+        # Messages the broker acknowledged that the store could not delete yet (a full disk): not sent again
+        # while they wait, deleted as soon as the store takes writes again.
+        self._acked: set[int] = set()
         # Messages sent without the outbox while the store is failing (QoS 1, paho's memory only).
         self._volatile: deque[tuple[str, bytes, bool]] = deque(maxlen=10_000)
         self._wake = asyncio.Event()
@@ -226,9 +229,18 @@ class Publisher:
                 self.last_error = f"broker refused a publish to {topic}: {rc}"
                 log.error("broker %s refused a publish to %s: %s; kept in the outbox", self.broker, topic, rc)
             else:
-                self.store.outbox_done([seq])
+                self._acked.add(seq)
+                self._forget_acked()
                 self.acked += 1
         self._wake.set()
+
+    def _forget_acked(self) -> None:
+        try:
+            self.store.outbox_done(self._acked)
+        except StoreError as exc:
+            log.debug("acknowledged messages stay in the outbox until the store can delete them: %s", exc.reason)
+            return
+        self._acked.clear()
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any) -> None:
         failed = [str(rc) for rc in rcs if rc.is_failure]
@@ -304,6 +316,8 @@ class Publisher:
     async def _drain(self) -> None:
         while self.connected:
             self._wake.clear()
+            if self._acked:
+                self._forget_acked()
             while self._volatile:
                 topic, payload, retain = self._volatile[0]
                 if self.client.publish(topic, payload, qos=1, retain=retain).rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -311,7 +325,7 @@ class Publisher:
                 self._volatile.popleft()
             room = self.inflight_limit - len(self._inflight)
             if room > 0:
-                busy = [seq for seq, _ in self._inflight.values()] + list(self._refused)
+                busy = [seq for seq, _ in self._inflight.values()] + list(self._refused) + list(self._acked)
                 for msg in self.store.outbox_pending(room, exclude=busy):
                     info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                     if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
