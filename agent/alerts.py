@@ -69,6 +69,17 @@ class AlertEvent:
 TrackKey = tuple[str, str, str]  # (wearer, kind, subject)
 
 
+@dataclass(frozen=True)
+class Restored:
+    """An episode active when the agent stopped, as the store remembers it."""
+
+    episode: str
+    raised_at: float
+    condition: Condition | None = None
+    last_sent: float = 0.0
+    acknowledged: Mapping[str, Any] | None = None
+
+
 @dataclass
 class _Track:
     pending_since: float | None = None
@@ -102,12 +113,18 @@ class AlertEngine:
         self._new_id = new_id
 
     # -- state kept across restarts ----------------------------------------------------------------------
-    def restore(self, active: Mapping[TrackKey, tuple[str, float, Condition | None]]) -> None:
-        """Resume episodes raised before a restart: they are not raised again, and stay acknowledgeable and
-        re-announced when the condition that raised them is known (from the stored raise)."""
-        for key, (episode, raised_at, last) in active.items():
+    def restore(self, active: Mapping[TrackKey, Restored]) -> None:
+        """Resume episodes raised before a restart: they are not raised again, an acknowledgement still holds,
+        and re-announcement keeps its rhythm from the last message sent (a restarting agent must not page
+        anyone at every start). Episodes whose raising condition is known stay acknowledgeable."""
+        for key, r in active.items():
             self._tracks[key] = _Track(
-                pending_since=raised_at, episode=episode, raised_at=raised_at, last_sent=raised_at, last=last
+                pending_since=r.raised_at,
+                episode=r.episode,
+                raised_at=r.raised_at,
+                last_sent=max(r.raised_at, r.last_sent),
+                last=r.condition,
+                acked=dict(r.acknowledged) if r.acknowledged else None,
             )
 
     def active(self) -> dict[TrackKey, str]:

@@ -25,6 +25,7 @@ from agent.alerts import (
     AlertEvent,
     CommandError,
     Condition,
+    Restored,
     all_kinds,
     sort_events,
 )
@@ -35,7 +36,15 @@ from agent.messages import RawNotification
 from agent.models import PACKAGED_MODELS_DIR, load_models
 from agent.sensors import SensorMonitor
 from agent.store import PRIORITY_ALERT, PRIORITY_STATE, PruneReport, Reading, Store, StoredAlert
-from agent.topics import alert_payload, alert_topic, condition_from_payload, encode, iso_time, state_topic
+from agent.topics import (
+    alert_payload,
+    alert_topic,
+    condition_from_payload,
+    encode,
+    iso_time,
+    parse_iso,
+    state_topic,
+)
 from firmware_bridge.battery import decode_battery_level
 from firmware_bridge.cgm import decode_cgm_measurement
 from firmware_bridge.cgm_feature import decode_cgm_feature
@@ -99,11 +108,7 @@ class Agent:
         restored = {}
         for (wearer, key), (episode, raised_at) in store.active_alerts().items():
             kind, subject = split_alert_state_key(key)
-            restored[(wearer, kind, subject)] = (
-                episode,
-                raised_at,
-                condition_from_payload(store.raised_payload(episode)),
-            )
+            restored[(wearer, kind, subject)] = restore_episode(episode, raised_at, store.episode_payloads(episode))
         self.engine.restore(restored)
         self.sensors = SensorMonitor(cfg, self.clock.now())
         # (wearer, device) -> the CGM's Feature says it protects records with the E2E-CRC
@@ -507,6 +512,23 @@ class _Unsaved:
     alerts: list[StoredAlert]
     alert_state: list[tuple[str, str, str | None, float]]
     now: float
+
+
+def restore_episode(episode: str, raised_at: float, history: list[dict[str, Any]]) -> Restored:
+    """What the engine needs to resume an episode from its stored messages (oldest first)."""
+    raised = next((p for p in history if p.get("state") == "raised"), None)
+    times = [parse_iso(p["time"]) for p in history if isinstance(p.get("time"), str)]
+    acks = [p["acknowledged"] for p in history if p.get("acknowledged")]
+    ack: dict[str, Any] | None = None
+    if acks:
+        ack = {k: parse_iso(v) if k in ("at", "snoozed_until") else v for k, v in acks[-1].items()}
+    return Restored(
+        episode=episode,
+        raised_at=raised_at,
+        condition=condition_from_payload(raised),
+        last_sent=max(times, default=raised_at),
+        acknowledged=ack,
+    )
 
 
 def model_unavailable(wearer: str, model: str, reason: str, t: float, *, active: bool = True) -> Condition:

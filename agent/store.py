@@ -274,12 +274,10 @@ class Store:
         rows = self._execute("SELECT wearer, kind, episode, raised_at FROM alert_state").fetchall()
         return {(r[0], r[1]): (r[2], float(r[3])) for r in rows}
 
-    def raised_payload(self, episode: str) -> dict[str, Any] | None:
-        """The payload that raised an episode, or None."""
-        row = self._execute(
-            "SELECT payload FROM alerts WHERE episode = ? AND state = 'raised' ORDER BY t LIMIT 1", (episode,)
-        ).fetchone()
-        return json.loads(row[0]) if row else None
+    def episode_payloads(self, episode: str) -> list[dict[str, Any]]:
+        """Every message of an alert episode, oldest first."""
+        rows = self._execute("SELECT payload FROM alerts WHERE episode = ? ORDER BY t, rowid", (episode,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     # -- retention ----------------------------------------------------------------------------------------
     def used_bytes(self) -> int:

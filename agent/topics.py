@@ -48,6 +48,11 @@ def iso_time(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_iso(s: str) -> float:
+    """The inverse of :func:`iso_time`."""
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
 def alert_payload(event: AlertEvent, *, site: str, agent_id: str) -> dict[str, Any]:
     """The JSON object published for one alert event. ``id`` is fixed when the event is made, so a
     redelivered message carries the same id and subscribers can drop duplicates."""
@@ -82,7 +87,7 @@ def condition_from_payload(payload: dict[str, Any] | None) -> Condition | None:
     if not payload:
         return None
     try:
-        t = datetime.fromisoformat(str(payload["time"]).replace("Z", "+00:00")).timestamp()
+        t = parse_iso(str(payload["time"]))
         return Condition(
             wearer=payload["wearer"],
             kind=payload["kind"],

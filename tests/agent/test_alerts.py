@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.alerts import AlertEngine, CommandError, Condition
+from agent.alerts import AlertEngine, CommandError, Condition, Restored
 from agent.config import AlertPolicy, Thresholds
 
 
@@ -74,7 +74,7 @@ def test_restore_does_not_raise_again() -> None:
     eng = engine()
     (raised,) = [e for e in eng.feed("w1", "glucose", 65, 0) if e.kind == "glucose_low"]
     again = engine()
-    again.restore({("w1", "glucose_low", ""): (raised.episode, 0.0, None)})
+    again.restore({("w1", "glucose_low", ""): Restored(raised.episode, 0.0)})
     assert again.feed("w1", "glucose", 64, 300) == []
     (cleared,) = again.feed("w1", "glucose", 90, 600)
     assert cleared.episode == raised.episode
@@ -163,6 +163,21 @@ def test_snooze_holds_back_new_episodes_and_is_capped_for_urgent_kinds() -> None
 def test_restored_episode_keeps_its_condition_for_repeats() -> None:
     cond = Condition("w1", "glucose_urgent_low", True, 0.0, "urgent", "urgent low glucose: glucose 50 mg/dL")
     eng = urgent_low_engine(renotify_urgent_s=900)
-    eng.restore({("w1", "glucose_urgent_low", ""): ("ep0001", 0.0, cond)})
+    eng.restore({("w1", "glucose_urgent_low", ""): Restored("ep0001", 0.0, cond)})
     (again,) = eng.tick(1000)
     assert (again.episode, again.state) == ("ep0001", "ongoing")
+
+
+def test_restart_keeps_the_repeat_rhythm_and_the_acknowledgement() -> None:
+    """A restarting agent must not page anyone at every start, nor forget that someone answered."""
+    cond = Condition("w1", "glucose_urgent_low", True, 0.0, "urgent", "urgent low glucose: glucose 50 mg/dL")
+    eng = urgent_low_engine(renotify_urgent_s=900)
+    # Raised at 0, announced again at 900 and at 1800; the agent restarts at 1850.
+    eng.restore({("w1", "glucose_urgent_low", ""): Restored("ep0001", 0.0, cond, last_sent=1800.0)})
+    assert eng.tick(1850) == []
+    assert [e.state for e in eng.tick(2700)] == ["ongoing"]
+    acked = urgent_low_engine(renotify_urgent_s=900)
+    acked.restore(
+        {("w1", "glucose_urgent_low", ""): Restored("ep0002", 0.0, cond, 100.0, {"by": "nurse", "at": 100.0})}
+    )
+    assert acked.tick(5000) == []

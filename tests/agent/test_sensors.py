@@ -112,3 +112,22 @@ def test_cgm_that_supports_the_crc_must_send_it(tmp_path: Path) -> None:
     a.handle([RawNotification("w1", CGM, "2AA7", with_crc, T0 + 600)])
     assert a.stats.rejected == 1
     assert a.store.count_readings() == {"glucose": 2}
+
+
+def test_restart_resumes_acknowledged_episode_from_the_store(tmp_path: Path) -> None:
+    from agent.clock import VirtualClock as Clock
+
+    cfg_db = tmp_path
+    a, _ = agent(cfg_db)
+    a.link_state("w1", CGM, "connected")
+    low = RawNotification("w1", CGM, "2AA7", bytes([0x06, 0x00, 50, 0x00, 5, 0]), T0)
+    a.handle([low])
+    episode = next(x.episode for x in a.store.alerts() if x.kind == "glucose_urgent_low")
+    a.command("vigil/home/w1/cmd/ack", b'{"episode": "%s", "by": "nurse"}' % episode.encode())
+    a.store.close()
+    b = Agent(a.cfg, Store(tmp_path / "v.db"), clock=Clock(T0 + 3600))
+    b.link_state("w1", CGM, "connected")
+    b.handle([RawNotification("w1", CGM, "2AA7", bytes([0x06, 0x00, 50, 0x00, 10, 0]), T0 + 3600)])
+    # Acknowledged before the restart: no "ongoing" repeats after it, and no second raise.
+    after = [x for x in b.store.alerts() if x.t > T0 + 1 and x.kind == "glucose_urgent_low"]
+    assert after == []
