@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--timeout", type=float, help="exit after this many seconds")
     cmd_ack.register(sub, _broker_args)
     cmd_decode.register(sub)
+    from sim.cli import register as register_sim  # replay, record, score, report
+
+    register_sim(sub)
     cmd_doctor.register(sub)
     return parser
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -59,8 +60,10 @@ class AttError(SimError):
         super().__init__(f"ATT error 0x{int(code):02X} ({code.name}): {what}")
 
 
+@functools.lru_cache(maxsize=1024)
 def normalize_uuid(uuid: str) -> str:
-    """A 16-bit ("2A37"), 32-bit or 128-bit UUID as bleak writes it: 128-bit, lower case."""
+    """A 16-bit ("2A37"), 32-bit or 128-bit UUID as bleak writes it: 128-bit, lower case. Cached: a replay
+    names the same few characteristics once per notification."""
     try:
         return normalize_uuid_str(uuid)
     except ValueError as exc:

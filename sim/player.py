@@ -9,7 +9,8 @@ the first (scheduled from the start, so sleep overshoot does not accumulate; whe
 late events fire at once). ``speed=None`` plays as fast as the agent takes it: it awaits the optional
 ``backpressure()`` before each event (the agent passes one that waits while its intake queue is above a
 watermark) and always yields to the event loop between events, so the consumer runs. ``backpressure`` is
-awaited at any speed.
+awaited at any speed. ``before(event)``, if given, is awaited last, just before the clock moves to the event:
+a replay uses it to keep the agent in step with the feed (see :mod:`sim.replay`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ async def play(
     *,
     speed: float | None = None,
     backpressure: Callable[[], Awaitable[None]] | None = None,
+    before: Callable[[Event], Awaitable[None]] | None = None,
 ) -> PlayStats:
     """Play ``events`` (consumed lazily, so a long recording need not be in memory) into ``world``.
 
@@ -118,6 +120,8 @@ async def play(
             await asyncio.sleep(max(0.0, due - loop.time()))
         if backpressure is not None:
             await backpressure()
+        if before is not None:
+            await before(event)
         clock.advance_to(event.t)
         await _fire(world, event, stats)
     return stats

@@ -2,8 +2,9 @@
 
 These are deliberately simple physiology, enough to drive the whole agent with events a caregiver would want
 to hear about: a beat-by-beat RR series with respiratory sinus arrhythmia around a heart-rate curve, and a
-glucose curve through anchor points with sensor noise. Real recordings and the UVA/Padova simulator come with
-the simulator issue; the demo needs to run anywhere, without data files.
+glucose curve through anchor points with sensor noise. Tests that need a quick story use them (with
+:mod:`sim.feeds`); scenarios with ground truth, real recordings and richer generators are :mod:`sim.scenario`,
+:mod:`sim.sources` and :mod:`sim.generators`, and the demo plays the bundled scenario ``demo``.
 """
 
 from __future__ import annotations

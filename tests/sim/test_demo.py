@@ -1,4 +1,4 @@
-"""`vigil demo`, the quick start's first command, on a shortened night."""
+"""`vigil demo`, the quick start's first command, on a shortened night of the bundled `demo` scenario."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from agent.errors import AgentError
 from agent.store import Store
 from sim.demo import run_demo
+from sim.score import score_db
 
 
 def test_demo_prints_each_alert_and_a_summary(tmp_path: Path) -> None:
@@ -22,25 +23,42 @@ def test_demo_prints_each_alert_and_a_summary(tmp_path: Path) -> None:
         line for line in text.splitlines() if any(f"  {s} " in line for s in ("RAISED", "ONGOING", "CLEARED"))
     ]
     raised = {line.split()[5].rstrip(":") for line in alert_lines if " RAISED " in line}
-    assert raised == {
+    # The scenario's known events in its first two hours (sim/scenarios/demo.toml): w-ann's nocturnal low,
+    # w-ben's high and tachycardia, and w-ben's CGM out of range for 25 minutes.
+    known = {
         "glucose_low",
         "glucose_urgent_low",
         "glucose_high",
         "glucose_urgent_high",
-        "heart_bradycardia",
         "heart_tachycardia",
+        "sensor_disconnected",
+        "sensor_stale",
     }
+    assert known <= raised
     n = len(alert_lines)
     assert f"alert messages received by the subscriber: {n} of {n}, 0 duplicates dropped" in text
-    assert sum(" CLEARED " in line for line in alert_lines) == 6
+    assert sum(" CLEARED " in line and line.split()[5].rstrip(":") in known for line in alert_lines) == 6
     assert "0 dropped, 0 rejected by the codecs" in text
     db = tmp_path / "demo" / "vigil.db"
     assert f"database: {db.resolve()}" in text
+    assert "Score of demo" in text
+    score = score_db(db)["kinds"]
+    for kind in (
+        "glucose_low",
+        "glucose_urgent_low",
+        "glucose_urgent_high",
+        "heart_tachycardia",
+        "sensor_disconnected",
+    ):
+        assert score[kind]["sensitivity"] == 1.0, kind
+        assert score[kind]["false_alerts"] == 0, kind
+    assert score["heart_irregular_rhythm"]["events"] == 1  # w-ann's AF from 0:31
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     store = Store(db)
     counts = store.count_readings()
-    assert counts["glucose"] == 2 * (2 * 12 + 1)
-    assert counts["hr"] > 2 * 2 * 3600 - 10
+    # Every reading once, the CGM's backfilled ones included (5-minute readings, 1 Hz heart rate).
+    assert counts["glucose"] == 2 * 2 * 12
+    assert counts["hr"] == 2 * 2 * 3600
     assert len(store.alerts()) == len(alert_lines)
     store.close()
     # A second run starts from a fresh database rather than resuming the first night's alerts.
