@@ -246,10 +246,13 @@ class Agent:
                 self._drop_logged = False
 
     async def ticker(self) -> None:
-        """Run the time-driven checks every ``TICK_S`` until cancelled."""
+        """Run the time-driven checks every ``TICK_S`` until cancelled. Not while notifications wait in the
+        intake: the clock is then ahead of what has been processed, and a sensor whose data is only queued would
+        look silent; each batch runs the same checks at its own time anyway."""
         while True:
             await asyncio.sleep(TICK_S)
-            self.tick(self.clock.now())
+            if self.queue.empty():
+                self.tick(self.clock.now())
 
     def tick(self, now: float) -> None:
         """Silent sensors, lost links and re-notification, committed like a batch; retries a failed store and

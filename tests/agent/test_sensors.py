@@ -131,3 +131,25 @@ def test_restart_resumes_acknowledged_episode_from_the_store(tmp_path: Path) -> 
     # Acknowledged before the restart: no "ongoing" repeats after it, and no second raise.
     after = [x for x in b.store.alerts() if x.t > T0 + 1 and x.kind == "glucose_urgent_low"]
     assert after == []
+
+
+def test_ticker_waits_while_notifications_are_queued(tmp_path: Path) -> None:
+    """A backlog is not silence: the periodic check does not run ahead of queued data."""
+    import asyncio
+
+    import agent.core as core
+
+    a, clock = agent(tmp_path)
+    a.link_state("w1", STRAP, "connected")
+    a.link_state("w1", CGM, "connected")
+    a.handle([hr(T0)])
+
+    async def run() -> None:
+        a.accept(hr(T0 + 500))  # queued, not yet processed
+        clock.advance_to(T0 + 500)
+        ticker = asyncio.create_task(a.ticker())
+        await asyncio.sleep(core.TICK_S * 1.5)
+        ticker.cancel()
+
+    asyncio.run(run())
+    assert [k for k, _, d in kinds(a) if d == STRAP] == []
