@@ -79,7 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         help="times real time; 0 = as fast as possible (default: %(default)s)",
     )
-    demo.add_argument("--seed", type=int, default=7, help="random seed of the scenario (default: %(default)s)")
 
     watch = sub.add_parser(
         "watch",
@@ -117,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "demo":
             from sim.demo import run_demo
 
-            return run_demo(out=args.out, hours=args.hours, speed=args.speed or None, seed=args.seed)
+            return run_demo(out=args.out, hours=args.hours, speed=args.speed or None)
         if args.verb == "watch":
             return _watch(args)
     except ConfigError as exc:

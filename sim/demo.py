@@ -12,7 +12,6 @@ score against the scenario's ground truth (:mod:`sim.score`).
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections import Counter
 from pathlib import Path
@@ -35,12 +34,9 @@ def _fresh_db(out: Path) -> Path:
 
 
 def run_demo(
-    *, out: Path, hours: float = 8.0, speed: float | None = 600.0, seed: int = 7, stream: TextIO = sys.stdout
+    *, out: Path, hours: float = 8.0, speed: float | None = 600.0, stream: TextIO = sys.stdout
 ) -> int:
-    """Run the demo and print alerts, a summary and the score to ``stream``. Returns the process exit code.
-
-    ``seed`` seeds the scenario's generators and faults; the demo's wearers are recordings, so it changes
-    nothing there today."""
+    """Run the demo and print alerts, a summary and the score to ``stream``. Returns the process exit code."""
     if not 0 < hours <= 8:
         raise AgentError(f"--hours must be more than 0 and at most 8 (the demo's recordings), got {hours}")
     playable = from_scenario(SCENARIO, hours=hours)
@@ -53,7 +49,6 @@ def run_demo(
     )
     stream.flush()
     result = run_replay(playable, db, speed=speed, stream=stream)
-    logging.getLogger("vigil").debug("demo seed %d", seed)
     return _summary(playable, result, hours, stream)
 
 
