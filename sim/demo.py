@@ -33,9 +33,7 @@ def _fresh_db(out: Path) -> Path:
     return db
 
 
-def run_demo(
-    *, out: Path, hours: float = 8.0, speed: float | None = 600.0, stream: TextIO = sys.stdout
-) -> int:
+def run_demo(*, out: Path, hours: float = 8.0, speed: float | None = 600.0, stream: TextIO = sys.stdout) -> int:
     """Run the demo and print alerts, a summary and the score to ``stream``. Returns the process exit code."""
     if not 0 < hours <= 8:
         raise AgentError(f"--hours must be more than 0 and at most 8 (the demo's recordings), got {hours}")
