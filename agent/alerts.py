@@ -347,10 +347,16 @@ SENSOR_STALE = "sensor_stale"
 SENSOR_DISCONNECTED = "sensor_disconnected"
 SENSOR_BATTERY_LOW = "sensor_battery_low"
 AGENT_MODEL_UNAVAILABLE = "agent_model_unavailable"
+# Raised by the AF detector (agent.rhythm) after k of its last n RR windows were irregular.
+HEART_IRREGULAR_RHYTHM = "heart_irregular_rhythm"
 
 
 def all_kinds() -> list[str]:
-    return [r.kind for r in RULES] + [SENSOR_STALE, SENSOR_DISCONNECTED, SENSOR_BATTERY_LOW, AGENT_MODEL_UNAVAILABLE]
+    return (
+        [r.kind for r in RULES]
+        + [HEART_IRREGULAR_RHYTHM]
+        + [SENSOR_STALE, SENSOR_DISCONNECTED, SENSOR_BATTERY_LOW, AGENT_MODEL_UNAVAILABLE]
+    )
 
 
 def sort_events(events: Iterable[AlertEvent]) -> list[AlertEvent]:
