@@ -347,6 +347,8 @@ SENSOR_STALE = "sensor_stale"
 SENSOR_DISCONNECTED = "sensor_disconnected"
 SENSOR_BATTERY_LOW = "sensor_battery_low"
 AGENT_MODEL_UNAVAILABLE = "agent_model_unavailable"
+# Raised by the glucose forecaster (agent.forecast) from the int8 model's forecast.
+GLUCOSE_PREDICTED_LOW = "glucose_predicted_low"
 # Raised by the AF detector (agent.rhythm) after k of its last n RR windows were irregular.
 HEART_IRREGULAR_RHYTHM = "heart_irregular_rhythm"
 
@@ -354,7 +356,7 @@ HEART_IRREGULAR_RHYTHM = "heart_irregular_rhythm"
 def all_kinds() -> list[str]:
     return (
         [r.kind for r in RULES]
-        + [HEART_IRREGULAR_RHYTHM]
+        + [GLUCOSE_PREDICTED_LOW, HEART_IRREGULAR_RHYTHM]
         + [SENSOR_STALE, SENSOR_DISCONNECTED, SENSOR_BATTERY_LOW, AGENT_MODEL_UNAVAILABLE]
     )
 

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_sim(sub)
     cmd_doctor.register(sub)
+    from model_build.cli import register as register_builder  # build, models: TensorFlow only when they run
+
+    register_builder(sub)
     return parser
 
 
