@@ -44,6 +44,8 @@ class Condition:
     subject: str = ""  # a device label for sensor alerts; "" for the wearer's physiology
     sustain_s: float = 0.0
     source: dict[str, Any] = field(default_factory=lambda: dict(RULE_SOURCE))
+    # The raw input behind a model's verdict (its window's values); published only with [mqtt] include_raw.
+    raw: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class AlertEvent:
     subject: str = ""
     condition_since: float | None = None
     acknowledged: dict[str, Any] | None = None
+    raw: dict[str, Any] | None = None
 
 
 TrackKey = tuple[str, str, str]  # (wearer, kind, subject)
@@ -261,6 +264,7 @@ class AlertEngine:
             subject=cond.subject,
             condition_since=track.pending_since,
             acknowledged=dict(acked) if acked else None,
+            raw=cond.raw,
         )
 
 

@@ -31,9 +31,13 @@ from agent.alerts import (
 )
 from agent.clock import Clock, SystemClock
 from agent.config import Config
-from agent.errors import StoreError
+from agent.errors import ModelError, StoreError
+from agent.forecast import MODEL_NAME as FORECAST_MODEL
+from agent.forecast import GlucoseForecaster
 from agent.messages import RawNotification
-from agent.models import PACKAGED_MODELS_DIR, load_models
+from agent.models import PACKAGED_MODELS_DIR, ModelProblem, load_models
+from agent.rhythm import MODEL_NAME as RHYTHM_MODEL
+from agent.rhythm import RhythmDetector
 from agent.sensors import SensorMonitor
 from agent.store import PRIORITY_ALERT, PRIORITY_STATE, PruneReport, Reading, Store, StoredAlert
 from agent.topics import (
@@ -123,9 +127,24 @@ class Agent:
             log.error("model %s refused (%s): falling back to the rules", problem.name, problem.reason)
             for w in cfg.wearers:
                 self._assess([model_unavailable(w.id, problem.name, problem.reason, self.clock.now())])
-        for model in self.models:  # one refused before a restart and fine now: clear its alert
-            for w in cfg.wearers:
+        self.forecaster: GlucoseForecaster | None = None
+        self.rhythm: RhythmDetector | None = None
+        for model in self.models:
+            try:
+                if model.name == FORECAST_MODEL:
+                    self.forecaster = GlucoseForecaster(model, thresholds={w.id: w.thresholds for w in cfg.wearers})
+                elif model.name == RHYTHM_MODEL:
+                    self.rhythm = RhythmDetector(model)
+            except ModelError as exc:  # a card whose parameters the agent cannot use
+                log.error("model %s refused (%s): falling back to the rules", model.name, exc.reason)
+                self.model_problems.append(ModelProblem(model.name, model.version, exc))
+                for w in cfg.wearers:
+                    self._assess([model_unavailable(w.id, model.name, exc.reason, self.clock.now())])
+                continue
+            for w in cfg.wearers:  # refused before a restart and fine now: clear its alert
                 self._assess([model_unavailable(w.id, model.name, "", self.clock.now(), active=False)])
+        self.models = [m for m in self.models if m.name not in {p.name for p in self.model_problems}]
+        self._contact: dict[str, str] = {}  # wearer -> sensor contact of the latest heart-rate notification
         # Storage trouble (a full disk): batches held in memory and messages sent without the outbox.
         self.storage_error: str | None = None
         self._unsaved: list[_Unsaved] = []
@@ -434,18 +453,49 @@ class Agent:
         if r.kind == "battery":
             return [e for c in self.sensors.battery(r.wearer, r.device, r.value, r.t) for e in self.engine.assess(c)]
         if r.kind == "hr":
-            if (r.extra or {}).get("contact") == "not_detected":
+            contact = (r.extra or {}).get("contact", "unsupported")
+            self._contact[r.wearer] = contact  # the RR intervals of this notification follow it
+            if contact == "not_detected":
                 return []  # no skin contact: the value is not the wearer's heart rate
             return self.engine.feed(r.wearer, "hr", r.value, r.t)
+        if r.kind == "rr":
+            return self._rhythm(r, now)
+        events = self._forecast(r, now) if r.kind == "glucose" and self.forecaster is not None else []
         if r.kind == "glucose" and now - r.t <= STALE_FOR_ALERTS_S and not math.isnan(r.value):
             # The rules assume time order. A record no newer than one already assessed (an RACP backfill reports
             # the records before the live one that anchored it, and that one again) is stored, not assessed:
             # fed late, it would clear and raise again an episode the newer value settled.
             if r.t <= self._glucose_assessed.get(r.wearer, -math.inf):
-                return []
+                return events
             self._glucose_assessed[r.wearer] = r.t
-            return self.engine.feed(r.wearer, "glucose", r.value, r.t)
-        return []
+            return self.engine.feed(r.wearer, "glucose", r.value, r.t) + events
+        return events
+
+    def _forecast(self, r: Reading, now: float) -> list[AlertEvent]:
+        """Every reading goes into the forecaster's window (backfill too); only a present one may alert."""
+        assert self.forecaster is not None
+        extra = r.extra or {}
+        conditions, state = self.forecaster.feed(
+            r.wearer, r.t, r.value, extra.get("status", ()), extra.get("session_start")
+        )
+        self._show(r.wearer, "forecast", state)
+        if now - r.t > STALE_FOR_ALERTS_S:
+            return []
+        return [e for c in conditions for e in self.engine.assess(c)]
+
+    def _rhythm(self, r: Reading, now: float) -> list[AlertEvent]:
+        if self.rhythm is None:
+            return []
+        conditions, state = self.rhythm.feed_rr(r.wearer, r.t, r.value, self._contact.get(r.wearer))
+        if state is not None:
+            self._show(r.wearer, "rhythm", state)
+        return [e for c in conditions for e in self.engine.assess(c)]
+
+    def _show(self, wearer: str, key: str, state: dict[str, Any]) -> None:
+        ws = self.wearers.get(wearer)
+        if ws is not None:
+            ws.values[key] = state
+            ws.dirty = True
 
     def _commit(self, readings: list[Reading], events: list[AlertEvent], now: float) -> None:
         cfg = self.cfg
@@ -455,7 +505,7 @@ class Agent:
         state_rows: list[tuple[str, str, str | None, float]] = []
         events = sort_events(events)
         for ev in events:
-            payload = alert_payload(ev, site=site, agent_id=cfg.agent.id)
+            payload = alert_payload(ev, site=site, agent_id=cfg.agent.id, include_raw=cfg.mqtt.include_raw)
             stored.append(StoredAlert(ev.id, ev.episode, ev.wearer, ev.kind, ev.severity, ev.state, ev.t, payload))
             outbox.append((PRIORITY_ALERT, alert_topic(root, site, ev.wearer, ev.kind), encode(payload), 1, False))
             if ev.state != "ongoing":

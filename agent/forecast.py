@@ -383,6 +383,10 @@ class GlucoseForecaster:
             },
             sustain_s=self.params.alert_sustain_s,
             source={"type": "model", "model": self._model_id(), "window": window_ref},
+            raw={
+                "glucose_mg_dl": [v if math.isfinite(v) else None for v in window.mg_dl.tolist()],
+                "step_s": self.params.step_s,
+            },
         )
         return [condition], state
 

@@ -410,6 +410,7 @@ class RhythmDetector:
                     "sha256": window.sha256,
                 },
             },
+            "raw": {"rr_s": window.rr_s.tolist()},
         }
 
     def _describe(self, rr_s: npt.NDArray[np.float64], prob: float) -> tuple[dict[str, Any], str]:

@@ -53,9 +53,11 @@ def parse_iso(s: str) -> float:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
-def alert_payload(event: AlertEvent, *, site: str, agent_id: str) -> dict[str, Any]:
+def alert_payload(event: AlertEvent, *, site: str, agent_id: str, include_raw: bool = False) -> dict[str, Any]:
     """The JSON object published for one alert event. ``id`` is fixed when the event is made, so a
-    redelivered message carries the same id and subscribers can drop duplicates."""
+    redelivered message carries the same id and subscribers can drop duplicates. A model's raw input window
+    (``raw``) goes out only with ``include_raw``: by default an alert carries the values and thresholds behind
+    it and the window's span and hash, not the readings themselves."""
     since = event.condition_since
     ack = None
     if event.acknowledged:
@@ -79,6 +81,8 @@ def alert_payload(event: AlertEvent, *, site: str, agent_id: str) -> dict[str, A
         "source": event.source,
         "acknowledged": ack,
     }
+    if include_raw and event.raw is not None:
+        payload["raw"] = event.raw
     return payload
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from agent.alerts import HEART_IRREGULAR_RHYTHM, AlertEngine, Condition, all_kinds
 from agent.config import Thresholds
 from agent.errors import ModelError
-from agent.models import PACKAGED_MODELS_DIR, LoadedModel, load_models, quantize
+from agent.models import PACKAGED_MODELS_DIR, LoadedModel, load_models
 from agent.rhythm import (
     ENCODINGS,
     KIND,
@@ -265,19 +264,6 @@ def test_encodings_keep_every_channel_within_the_int8_range() -> None:
     )
     with pytest.raises(ValueError, match="unknown input encoding"):
         model_input(rr, "nope")
-
-
-def test_one_inference_takes_well_under_a_millisecond(model: LoadedModel) -> None:
-    x = np.zeros(model.input.shape, dtype=np.float32)
-    assert quantize(x, model.input).shape == model.input.shape
-    for _ in range(20):
-        model.predict(x)
-    times = []
-    for _ in range(200):
-        t0 = time.perf_counter()
-        model.predict(x)
-        times.append(time.perf_counter() - t0)
-    assert float(np.median(times)) < 1e-3
 
 
 def test_importing_the_detector_loads_no_tensorflow() -> None:
