@@ -63,10 +63,14 @@ Control Point (0x2A52) fetches them after every connect, so a drop-out loses no 
   (a notification a stack queued during the drop-out, say) does not move the anchor.
 * First sight of a session (the agent's first connect, or a new session): nothing can be fetched before the
   first live record anchors the time line; then the link asks for the last ``first_backfill_h`` hours by time
-  offset. It cannot know what an earlier run of the agent stored: after an agent restart the anchor is
-  derived again, and an overlap already stored under the old anchor can be stored a second time (a
-  minute apart at most), unless the anchor comes out identical. The session's own start time (0x2AAA) would
-  make the anchor survive restarts; the link does not read it yet.
+  offset.
+* Agent restarts: the daemon hands each CGM link the session its store last recorded for that device (anchor
+  and newest time offset, :meth:`agent.store.Store.cgm_sessions`) through :meth:`CgmTimeline.resume`. The first
+  live record decides: if its anchor lies within ``session_tolerance`` of the stored one, the session goes on
+  under the stored anchor (so a record fetched again is named as before and stored once) and the backfill
+  asks for everything after the stored newest offset, however long the agent was down; otherwise it is a new
+  session, anchored on that record. No backfill runs before that record: records of an unknown session
+  must not be stamped on an old time line.
 """
 
 from __future__ import annotations
@@ -237,6 +241,18 @@ class CgmTimeline:
     session_start: float | None = None
     newest: int | None = None
     pending_from: int | None = None
+    resumed: bool = False  # the anchor is a previous run's, not yet confirmed by a live record
+
+    def resume(self, session_start: float, newest: int) -> None:
+        """Take up the session an earlier run of the agent stored (its anchor and newest time offset). The first
+        live record decides: on the same time line (within ``tolerance``) the session goes on and what was
+        measured after ``newest`` is owed; otherwise it is a new session. Nothing is owed before that."""
+        self.session_start, self.newest, self.pending_from, self.resumed = session_start, newest, None, True
+
+    @property
+    def owed(self) -> int | None:
+        """The time offset a backfill should start at now, or None (nothing owed, or not known yet)."""
+        return None if self.resumed else self.pending_from
 
     def connected(self) -> None:
         """A (re)connection: whatever was measured since the newest record received is owed. Call it before
@@ -249,6 +265,12 @@ class CgmTimeline:
         session (the first, or a new one), which owes the records of its last ``first_backfill_min``."""
         newest = max(offsets)
         anchor = arrival - 60.0 * newest
+        if live and self.resumed and self.session_start is not None:
+            self.resumed = False
+            if abs(anchor - self.session_start) <= self.tolerance:
+                self.newest = newest if self.newest is None else max(self.newest, newest)
+                return False  # the stored session goes on: its anchor stands, the gap since is owed
+            self.session_start = None  # another session: anchored below, like a first one
         restarted = (
             self.session_start is not None
             and self.newest is not None
@@ -447,7 +469,7 @@ class DeviceLink:
         self._racp_char = None
         self._racp_waiter = None
         self.timeline.connected()
-        if self.timeline.pending_from is not None:
+        if self.timeline.owed is not None:
             self._backfill_due.set()
         for spec, char in found:
             if not spec.subscribe:
@@ -513,7 +535,7 @@ class DeviceLink:
                 self.stats.sessions += 1
                 logger.info("%s/%s: CGM session anchored at %.0f (time offset %d)", self.wearer, self.label,
                             self.timeline.session_start or 0.0, max(offsets))  # fmt: skip
-            if self.timeline.pending_from is not None:
+            if self.timeline.owed is not None:
                 self._backfill_due.set()
         self._deliver("2AA7", data, now, session_start=self.timeline.session_start)
 
@@ -537,14 +559,14 @@ class DeviceLink:
         failures = 0
         while True:
             await self._backfill_due.wait()
-            start = self.timeline.pending_from
+            start = self.timeline.owed
             if start is None:
                 self._backfill_due.clear()
                 continue
             if await self._report_from(client, racp, start):
                 self.timeline.backfilled(start)
                 failures = 0
-                if self.timeline.pending_from is None:
+                if self.timeline.owed is None:
                     self._backfill_due.clear()
                 continue
             failures += 1

@@ -74,6 +74,13 @@ def _status(agent: Agent, pub: Publisher, started: float) -> bytes:
     )
 
 
+def resume_cgm_session(link: DeviceLink, store: Store) -> None:
+    """Hand a CGM link the session its device's newest stored record belongs to, so that after a restart the
+    time line (and with it every record's name in the store) goes on instead of being derived afresh."""
+    if link.device.kind == "cgm" and (session := store.cgm_session(link.wearer, link.label)) is not None:
+        link.timeline.resume(*session)  # the first live record says whether that session goes on
+
+
 async def run_daemon(
     cfg: Config,
     *,
@@ -155,6 +162,7 @@ async def run_daemon(
                 on_state=agent.link_state,
                 connect_lock=connect_lock,
             )
+            resume_cgm_session(link, store)
             links.append(asyncio.create_task(link.run(), name=f"link:{wearer.id}:{device.label}"))
     # Ready for systemd once the store is open and the publisher and the links are started, not when the
     # broker answers: without one the agent still watches and buffers.

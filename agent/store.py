@@ -274,6 +274,19 @@ class Store:
         rows = self._execute("SELECT wearer, kind, episode, raised_at FROM alert_state").fetchall()
         return {(r[0], r[1]): (r[2], float(r[3])) for r in rows}
 
+    def cgm_session(self, wearer: str, device: str) -> tuple[float, int] | None:
+        """The CGM session the newest stored record of ``device`` belongs to: (session_start, its time offset),
+        or None when no record of it carries a session. What a restarted BLE link resumes from."""
+        row = self._execute(
+            "SELECT json_extract(extra, '$.session_start'), json_extract(extra, '$.time_offset_min') FROM readings"
+            " WHERE wearer = ? AND kind = 'glucose' AND device = ? AND json_extract(extra, '$.session_start')"
+            " IS NOT NULL ORDER BY t DESC LIMIT 1",
+            (wearer, device),
+        ).fetchone()
+        if row is None or row[1] is None:
+            return None
+        return float(row[0]), int(row[1])
+
     def episode_payloads(self, episode: str) -> list[dict[str, Any]]:
         """Every message of an alert episode, oldest first."""
         rows = self._execute("SELECT payload FROM alerts WHERE episode = ? ORDER BY t, rowid", (episode,)).fetchall()

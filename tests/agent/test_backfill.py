@@ -18,6 +18,7 @@ from agent.ble import CgmNotification, CgmTimeline, DeviceLink, LinkPolicy
 from agent.clock import VirtualClock
 from agent.config import parse_config
 from agent.core import STALE_FOR_ALERTS_S, Agent
+from agent.daemon import resume_cgm_session
 from agent.messages import RawNotification
 from agent.store import Store
 from firmware_bridge.cgm import CgmMeasurementRecord, encode_cgm_measurement
@@ -59,9 +60,11 @@ def at(offset: int) -> float:
 class Rig:
     """One wearer's CGM: the simulated sensor, the production link feeding the agent, and its store."""
 
-    def __init__(self, tmp_path: Path, device: CgmDevice, policy: LinkPolicy = FAST) -> None:
+    def __init__(
+        self, tmp_path: Path, device: CgmDevice, policy: LinkPolicy = FAST, world: SimWorld | None = None
+    ) -> None:
         self.device = device
-        self.world = SimWorld([device])
+        self.world = world or SimWorld([device])
         backends = sim_backends(self.world)
         self.clock = VirtualClock(SESSION)
         cfg = parse_config(
@@ -224,6 +227,85 @@ def test_a_new_session_is_anchored_again(tmp_path: Path) -> None:
         await rig.stop()
 
     run(main())
+
+
+def test_after_an_agent_restart_the_session_goes_on_and_only_the_gap_is_fetched(tmp_path: Path) -> None:
+    """On real hardware a record arrives some seconds after it was measured, and not always equally late: a
+    restarted agent that derived its anchor afresh would name the same records differently and store what it
+    fetched again a second time. The daemon resumes the stored session instead."""
+
+    def late(offsets: Iterable[int], by: float, device: CgmDevice) -> list[Event]:
+        return [device.measurement(at(m) + by, mg_dl(m)) for m in offsets]
+
+    async def main() -> None:
+        device = CgmDevice(CGM, "CGM-9", session_start=SESSION)
+        first = Rig(tmp_path, device)
+        await first.start()
+        await first.play(late(range(0, 60, 5), 10.0, device))  # live, each 10 s after it was measured
+        await first.settled(connections=1, requests=1)
+        await first.stop()
+        assert first.link.timeline.session_start == SESSION + 10.0
+        # The agent is down for an hour; the sensor goes on measuring.
+        second = Rig(tmp_path, device, world=first.world)
+        await second.play(late(range(60, 120, 5), 10.0, device))
+        resume_cgm_session(second.link, second.store)
+        assert second.link.timeline.resumed
+        await second.start()
+        assert second.link.stats.backfill_requests == 0  # not before a live record says the session goes on
+        await second.play(late([120, 125], 50.0, device))  # now 50 s late: an anchor 40 s off the stored one
+        await second.settled(connections=1, requests=1)
+        assert second.link.stats.sessions == 0  # no new session
+        assert device.racp_requests[-1] == bytes.fromhex("0103013800")  # >= 56: one past the newest stored
+        rows = second.glucose()
+        assert [o for o, _, _ in rows] == list(range(0, 130, 5))  # every record once
+        assert all(t == SESSION + 10.0 + 60.0 * o for o, t, _ in rows)  # all on the one time line
+        await second.stop()
+
+    run(main())
+
+
+def test_after_an_agent_restart_a_new_sensor_starts_a_new_session(tmp_path: Path) -> None:
+    async def main() -> None:
+        device = CgmDevice(CGM, "CGM-9", session_start=SESSION)
+        first = Rig(tmp_path, device)
+        await first.start()
+        await first.play(first.measurements(range(0, 300, 5)))
+        await first.settled(connections=1, requests=1)
+        await first.stop()
+        # While the agent was down the sensor was replaced; the new one has run longer than the old one had.
+        new_start = SESSION + 86_400.0
+        device.start_session(new_start)
+        second = Rig(tmp_path, device, world=first.world)
+        await second.play([device.measurement(new_start + 60 * m, 150.0) for m in range(0, 400, 5)])
+        resume_cgm_session(second.link, second.store)
+        await second.start()
+        await second.play([device.measurement(new_start + 60 * 400, 151.0)])
+        await second.settled(connections=1, requests=1)
+        assert second.link.stats.sessions == 1
+        assert second.link.timeline.session_start == new_start
+        rows = second.glucose()
+        assert [(o, t) for o, t, _ in rows if t < new_start] == [(m, at(m)) for m in range(0, 300, 5)]
+        new_rows = [(o, t) for o, t, _ in rows if t >= new_start]
+        # The new session's last first_backfill_h (3 h) and the live record, each at its own time.
+        assert new_rows == [(m, new_start + 60.0 * m) for m in range(220, 405, 5)]
+        await second.stop()
+
+    run(main())
+
+
+def test_timeline_resumes_a_stored_session_or_starts_a_new_one() -> None:
+    line = CgmTimeline(first_backfill_min=60, tolerance=180.0)
+    line.resume(SESSION + 10.0, 55)
+    line.connected()
+    assert line.owed is None  # owed from 56, but not before a live record confirms the session
+    assert not line.received([120], at(120) + 50.0, live=True)
+    assert (line.session_start, line.newest, line.owed, line.resumed) == (SESSION + 10.0, 120, 56, False)
+
+    other = CgmTimeline(first_backfill_min=60, tolerance=180.0)
+    other.resume(SESSION, 55)
+    other.connected()
+    assert other.received([400], at(400) + 3600.0, live=True)  # a higher offset, but an hour off the time line
+    assert (other.session_start, other.newest, other.owed) == (SESSION + 3600.0, 400, 340)
 
 
 # -- the pieces, one at a time --------------------------------------------------------------------------------
