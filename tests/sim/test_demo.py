@@ -49,6 +49,8 @@ def test_demo_prints_each_alert_and_a_summary(tmp_path: Path) -> None:
         "glucose_urgent_high",
         "heart_tachycardia",
         "sensor_disconnected",
+        "glucose_predicted_low",  # the forecaster, ahead of w-ann's low
+        "heart_irregular_rhythm",  # the AF detector, on w-ann's AF
     ):
         assert score[kind]["sensitivity"] == 1.0, kind
         assert score[kind]["false_alerts"] == 0, kind
