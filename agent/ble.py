@@ -109,7 +109,7 @@ from firmware_bridge.racp import (
     encode_racp,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("vigil.ble")
 
 LinkState = Literal["connecting", "connected", "reconnecting", "lost"]
 Sink = Callable[[RawNotification], None]

@@ -23,12 +23,15 @@ Interpreters are not thread-safe: one caller at a time per interpreter (``agent.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import logging
 import os
 import sys
+import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +41,7 @@ import numpy.typing as npt
 from agent.errors import ModelError
 
 RUNTIME_ENV = "VIGIL_TFLITE_RUNTIME"
+log = logging.getLogger("vigil.runtime")
 
 
 class Interpreter(Protocol):
@@ -173,16 +177,41 @@ def load_interpreter(
             last_exc = exc
             continue
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _native_stderr_logged(label, info.name):
                 warnings.filterwarnings("ignore", message=_TF_DEPRECATION)
                 interpreter: Interpreter = cls(**kwargs)
-            interpreter.allocate_tensors()
+                interpreter.allocate_tensors()
         except Exception as exc:  # recorded, reported in RuntimeLoadError
             attempts.append(Attempt(info.name, "load", f"{type(exc).__name__}: {exc}"))
             last_exc = exc
             continue
         return interpreter, info.name
     raise RuntimeLoadError(label, tuple(attempts)) from last_exc
+
+
+@contextlib.contextmanager
+def _native_stderr_logged(label: str, runtime: str) -> Iterator[None]:
+    """Run a model load with file descriptor 2 caught, then log what the runtime's C++ code wrote there (its
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.") through ``logging``: a daemon's stderr then holds
+    only its own log lines, one JSON object each with ``log_format = "json"``. Where fd 2 cannot be caught
+    (no such descriptor), the load runs as it is."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    log.info("model %s, %s: %s", label, runtime, line.strip())
 
 
 def _tensorflow_imported() -> bool:
