@@ -92,12 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
     watch.add_argument("--count", type=int, help="exit after this many alerts")
     watch.add_argument("--timeout", type=float, help="exit after this many seconds")
+    watch.add_argument(
+        "--group",
+        metavar="NAME",
+        help="join the shared subscription $share/NAME/...: the broker hands each alert to one member of the "
+        "group (several watchers sharing the load); needs MQTT 5 or a broker that shares 3.1.1 subscriptions",
+    )
     cmd_ack.register(sub, _broker_args)
     cmd_decode.register(sub)
     from sim.cli import register as register_sim  # replay, record, score, report
 
     register_sim(sub)
     cmd_doctor.register(sub)
+    from sim.bench import register as register_bench  # bench: the measurements of BENCHMARKS.md
+
+    register_bench(sub)
     from model_build.cli import register as register_builder  # build, models: TensorFlow only when they run
 
     register_builder(sub)
@@ -189,6 +198,7 @@ def _watch(args: argparse.Namespace) -> int:
         as_json=args.json,
         count=args.count,
         timeout=args.timeout,
+        group=args.group,
     )
     return EXIT_OK
 

@@ -1,14 +1,21 @@
 """``vigil watch``: subscribe to alerts and print them as they arrive, for a person or (``--json``) a program.
 
 Duplicates (the same alert id delivered twice, which QoS 1 allows) are printed once.
+
+Sharing the load (``--group NAME``): every watcher of a group subscribes to ``$share/NAME/<filter>``, an MQTT
+shared subscription (MQTT 5; mosquitto, EMQX, HiveMQ and VerneMQ also share 3.1.1 subscriptions this way).
+The broker hands each alert to one member of the group only, so several consumers (a fleet back end's
+workers) split the alerts of many agents between them; a member that leaves stops receiving, the others
+carry on. Different groups, and watchers outside any group, each get every alert.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sys
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
@@ -17,7 +24,7 @@ from typing import Any, TextIO
 import paho.mqtt.client as paho
 
 from agent.config import MqttConfig
-from agent.errors import BrokerError
+from agent.errors import BrokerError, ConfigError
 from agent.mqtt import make_client
 from agent.topics import alert_filter
 
@@ -39,6 +46,13 @@ def format_alert(p: dict[str, Any]) -> str:
     return line
 
 
+def shared_filter(group: str, topic_filter: str) -> str:
+    """``$share/<group>/<filter>``; a group name is one topic level without wildcards."""
+    if not group or any(c in group for c in "/+#") or group != group.strip():
+        raise ConfigError("--group", group, "must be a non-empty name without '/', '+', '#' or surrounding spaces")
+    return f"$share/{group}/{topic_filter}"
+
+
 class Watcher:
     """A subscriber to ``<root>/<site>/<wearer>/alert/<kind>`` that hands each new alert to ``on_alert``."""
 
@@ -51,11 +65,15 @@ class Watcher:
         wearer: str = "+",
         kind: str = "+",
         client_id: str | None = None,
+        group: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.on_alert = on_alert
         self.topic = alert_filter(cfg.root, site, wearer, kind)
-        self.client = make_client(cfg, client_id or f"vigil-watch-{int(time.time() * 1000) % 10**9}")
+        if group is not None:
+            self.topic = shared_filter(group, self.topic)
+        # Unique per process and per watcher: members of a group often start together on one machine.
+        self.client = make_client(cfg, client_id or f"vigil-watch-{os.getpid()}-{secrets.token_hex(4)}")
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -117,6 +135,7 @@ def watch(
     as_json: bool = False,
     count: int | None = None,
     timeout: float | None = None,
+    group: str | None = None,
 ) -> int:
     """Print alerts until ``count`` have arrived or ``timeout`` seconds passed (forever if neither).
     Returns the number printed."""
@@ -135,7 +154,7 @@ def watch(
         if count is not None and printed >= count:
             done.set()
 
-    w = Watcher(cfg, show, site=site, wearer=wearer, kind=kind)
+    w = Watcher(cfg, show, site=site, wearer=wearer, kind=kind, group=group)
     w.start()
     try:
         if w.subscribed.wait(min(timeout, 30.0) if timeout is not None else 30.0):
