@@ -65,7 +65,7 @@ Control Point (0x2A52) fetches them after every connect, so a drop-out loses no 
   first live record anchors the time line; then the link asks for the last ``first_backfill_h`` hours by time
   offset.
 * Agent restarts: the daemon hands each CGM link the session its store last recorded for that device (anchor
-  and newest time offset, :meth:`agent.store.Store.cgm_sessions`) through :meth:`CgmTimeline.resume`. The first
+  and newest time offset, :meth:`agent.store.Store.cgm_session`) through :meth:`CgmTimeline.resume`. The first
   live record decides: if its anchor lies within ``session_tolerance`` of the stored one, the session goes on
   under the stored anchor (so a record fetched again is named as before and stored once) and the backfill
   asks for everything after the stored newest offset, however long the agent was down; otherwise it is a new
