@@ -1,7 +1,7 @@
 """The glucose forecaster on the device: per-wearer windows in, a forecast with its interval and the
 predicted-low condition out. numpy only; the model runs through :mod:`agent.models` (int8 TFLite).
 
-API (for ``agent.core``; the lead engineer wires it in)::
+How ``agent.core`` uses it (``Agent._forecast``)::
 
     from agent.forecast import GlucoseForecaster, MODEL_NAME
     model = next(m for m in models if m.name == MODEL_NAME)         # from agent.models.load_models
