@@ -141,6 +141,13 @@ class AlertEngine:
             return []
         events: list[AlertEvent] = []
         for rule in RULES_BY_SIGNAL.get(signal, ()):
+            track = self._tracks.get((wearer, rule.kind, ""))
+            if (track is None or track.episode is None) and not rule.breached(value, th):
+                # What assess() does with a condition that is not active and has no episode, without building
+                # the condition and its sentences (most readings of most wearers take this path).
+                if track is not None:
+                    track.pending_since = None
+                continue
             events.extend(self.assess(rule.condition(wearer, value, t, th)))
         events.sort(key=lambda e: SEVERITY_ORDER.get(e.severity, 9))
         return events
@@ -284,6 +291,10 @@ class Rule:
     unit: str
     value_name: str
     sustain: str | None = None
+
+    def breached(self, value: float, th: Thresholds) -> bool:
+        """The value is past the threshold (the condition is then active unless it is also recovered)."""
+        return _OPS[self.op](value, getattr(th, self.threshold))
 
     def condition(self, wearer: str, value: float, t: float, th: Thresholds) -> Condition:
         limit: float = getattr(th, self.threshold)

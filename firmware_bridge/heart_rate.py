@@ -135,27 +135,36 @@ def _is_uint(value: object, limit: int) -> bool:
     return type(value) is int and 0 <= value <= limit
 
 
+_FORMAT_BIT = int(HeartRateFlags.VALUE_FORMAT_UINT16)
+_CONTACT_STATUS_BIT = int(HeartRateFlags.SENSOR_CONTACT_STATUS)
+_CONTACT_SUPPORTED_BIT = int(HeartRateFlags.SENSOR_CONTACT_SUPPORTED)
+_ENERGY_BIT = int(HeartRateFlags.ENERGY_EXPENDED_PRESENT)
+_RR_BIT = int(HeartRateFlags.RR_INTERVAL_PRESENT)
+_FORMATS = (HeartRateValueFormat.UINT8, HeartRateValueFormat.UINT16)
+
+
 def decode_heart_rate_measurement(data: BytesLike) -> HeartRateMeasurement:
     """Decode a Heart Rate Measurement notification."""
     data = bytes(data)
     if not data:
         raise TruncatedError(CHARACTERISTIC, data, "empty payload: no Flags octet", offset=0)
-    flags = HeartRateFlags(data[0])
+    # The flags as a plain int: IntFlag arithmetic costs more than the rest of the decode (issue 8's profile).
+    flags = data[0]
     offset = 1
 
-    value_format = HeartRateValueFormat(int(flags & HeartRateFlags.VALUE_FORMAT_UINT16))
+    value_format = _FORMATS[flags & _FORMAT_BIT]
     field = _U16 if value_format is HeartRateValueFormat.UINT16 else _U8
     hr_bpm = _read(field, data, offset, "heart rate value")
     offset += field.size
 
     energy: int | None = None
-    if flags & HeartRateFlags.ENERGY_EXPENDED_PRESENT:
+    if flags & _ENERGY_BIT:
         energy = _read(_U16, data, offset, "Energy Expended")
         offset += _U16.size
 
     rr: tuple[int, ...] | None = None
     remaining = len(data) - offset
-    if flags & HeartRateFlags.RR_INTERVAL_PRESENT:
+    if flags & _RR_BIT:
         if remaining % _U16.size:
             raise TruncatedError(
                 CHARACTERISTIC,
@@ -167,13 +176,12 @@ def decode_heart_rate_measurement(data: BytesLike) -> HeartRateMeasurement:
     elif remaining:
         raise OverlongError(CHARACTERISTIC, data, f"{remaining} trailing bytes after the last field", offset=offset)
 
-    if flags & HeartRateFlags.SENSOR_CONTACT_SUPPORTED:
-        detected = flags & HeartRateFlags.SENSOR_CONTACT_STATUS
-        contact = SensorContact.DETECTED if detected else SensorContact.NOT_DETECTED
-        ignored = int(flags) & RESERVED_FLAG_BITS
+    if flags & _CONTACT_SUPPORTED_BIT:
+        contact = SensorContact.DETECTED if flags & _CONTACT_STATUS_BIT else SensorContact.NOT_DETECTED
+        ignored = flags & RESERVED_FLAG_BITS
     else:
         contact = SensorContact.UNSUPPORTED
-        ignored = int(flags) & IGNORABLE_FLAG_BITS
+        ignored = flags & IGNORABLE_FLAG_BITS
 
     return HeartRateMeasurement(
         hr_bpm=hr_bpm,
