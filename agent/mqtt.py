@@ -229,8 +229,9 @@ class Publisher:
                 self.last_error = f"broker refused a publish to {topic}: {rc}"
                 log.error("broker %s refused a publish to %s: %s; kept in the outbox", self.broker, topic, rc)
             else:
+                # Removed from the outbox by the drain when it wakes (below): one transaction for every
+                # acknowledgement that arrived meanwhile, not one each.
                 self._acked.add(seq)
-                self._forget_acked()
                 self.acked += 1
         self._wake.set()
 
@@ -355,6 +356,8 @@ class Publisher:
         ran out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self._acked:  # the drain removes them when it runs; it may not be running (no broker)
+                self._forget_acked()
             if not self._inflight and self.store.outbox_depth() <= len(self._refused):
                 return True
             self._wake.set()

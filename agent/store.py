@@ -10,6 +10,7 @@ Schema changes are numbered migrations, each applied in one transaction and reco
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -239,11 +240,17 @@ class Store:
         return [OutboxMessage(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5])) for r in rows]
 
     def outbox_done(self, seqs: Iterable[int]) -> None:
-        """Remove messages the broker has acknowledged."""
+        """Remove messages the broker has acknowledged.
+
+        Committed without waiting for the disk (``synchronous=NORMAL``; WAL keeps it atomic, and the next batch's
+        ``FULL`` commit makes it durable): a power cut right after loses at most the removal, and the message
+        then goes out once more with the same id, which QoS 1 allows and subscribers drop. Saves an fsync per
+        acknowledgement, which in real time is one per notification."""
         seq_list = [(s,) for s in seqs]
         if not seq_list:
             return
         try:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany("DELETE FROM outbox WHERE seq = ?", seq_list)
             self._conn.execute("COMMIT")
@@ -251,6 +258,9 @@ class Store:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise _store_error("outbox_done", exc) from exc
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA synchronous=FULL")
 
     # -- reads --------------------------------------------------------------------------------------------
     def outbox_depth(self) -> int:

@@ -306,7 +306,7 @@ def _live_sections(p: Progress, out: dict[str, Any], detail: dict[str, Any], qui
               f"{'keeps up' if r['holds'] else 'FALLS BEHIND'}")  # fmt: skip
         return bool(r["holds"])
 
-    best = _search(step, [5, 10] if quick else [25, 50, 100, 200, 400, 800, 1600, 3200], bisect=0 if quick else 2)
+    best = _search(step, [5, 10] if quick else [25, 50, 100, 200, 400, 800, 1600, 3200, 6400], bisect=0 if quick else 2)
     out["wearers_real_time_max"] = best
     detail["capacity"] = {
         "load_avg_1min": load,

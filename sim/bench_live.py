@@ -13,7 +13,8 @@ behind a late feeder. The BLE stack itself (BlueZ, bleak) is not measured.
 Figures (all wall-clock, ``time.time()`` in this one process):
 
 * latency: from a CGM notification being due to the broker's PUBACK of each alert message the agent sent
-  because of it (the alert pattern alternates every wearer's glucose between urgent low and in range);
+  because of it (the alert pattern alternates every wearer's glucose between urgent low and in range, one CGM
+  notification every 5 s);
 * lag: from the oldest notification of a batch being due to that batch being durable in the store;
 * CPU: ``getrusage`` user + system time of this process over the phase, as a percentage of one core;
 * RSS: ``VmRSS`` from ``/proc/self/status`` after the phase, with both models loaded.
@@ -358,6 +359,10 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _sys_s() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 def rss_mb() -> tuple[float, float]:
     """(VmRSS, VmHWM) of this process in MB."""
     values = {}
@@ -381,14 +386,14 @@ async def _phase(
     prepared = prepare(list(agent.wearers), seconds, cgm_every_s=cgm_every_s, alert_pattern=alert_pattern)
     probe.reset()
     dropped0 = agent.stats.dropped
-    cpu0, wall0 = _cpu_s(), time.monotonic()
+    cpu0, sys0, wall0 = _cpu_s(), _sys_s(), time.monotonic()
     fed = await feed(agent.accept, prepared)
     # Let the last batch through and the last alerts be acknowledged.
     deadline = time.monotonic() + 5.0
     while (not agent.queue.empty() or probe.awaiting_puback) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)
-    wall, cpu = time.monotonic() - wall0, _cpu_s() - cpu0
+    wall, cpu, system = time.monotonic() - wall0, _cpu_s() - cpu0, _sys_s() - sys0
     return {
         "wearers": len(agent.wearers),
         "seconds": round(wall, 2),
@@ -397,6 +402,7 @@ async def _phase(
         "intake_left": agent.queue.qsize(),
         "cpu_s": round(cpu, 3),
         "cpu_pct": round(100.0 * cpu / wall, 3),
+        "cpu_pct_system": round(100.0 * system / wall, 3),  # the kernel's part: syscalls, fsync, sockets
         "batches": probe.batches,
         "lag_ms_p50": round(1000 * quantile(probe.lags, 0.5), 2),
         "lag_ms_p99": round(1000 * quantile(probe.lags, 0.99), 2),
@@ -426,7 +432,7 @@ async def realtime(port: int, folder: Path, wearers: int, seconds: float, alert_
         out["rss_mb_after_load"] = round(rss_mb()[0], 1)
         out["steady"] = await _phase(agent, probe, seconds, cgm_every_s=60.0, alert_pattern=False)
         out["rss_mb"], out["hwm_mb"] = (round(x, 1) for x in rss_mb())
-        out["alerts"] = await _phase(agent, probe, alert_seconds, cgm_every_s=10.0, alert_pattern=True)
+        out["alerts"] = await _phase(agent, probe, alert_seconds, cgm_every_s=5.0, alert_pattern=True)
     return out
 
 
