@@ -277,6 +277,7 @@ def _live_sections(p: Progress, out: dict[str, Any], detail: dict[str, Any], qui
     out["alert_latency_ms_p99"] = lat["p99"]
     out["rss_mb"] = statistics.median(r["rss_mb"] for r in runs)
     out["cpu_pct_10_wearers"] = round(statistics.median(r["steady"]["cpu_pct"] for r in runs), 3)
+    out["cpu_pct_10_wearers_min"] = round(min(r["steady"]["cpu_pct"] for r in runs), 3)
     out["cpu_pct_10_wearers_feeder_only"] = round(statistics.median(r["feeder_only"]["cpu_pct"] for r in runs), 3)
     detail["realtime"] = {
         "load_avg_1min": load,
@@ -353,7 +354,7 @@ Measure the agent on this machine, in one run, each figure next to the bare cost
 (so the ratios hold on a busy machine): codecs, store against bare SQLite, model inference against a bare
 invoke, readings per second through the agent against the sum of its bare parts, 24 h of one wearer replayed,
 ten wearers in real time (CPU, memory on tflite-runtime, alert latency to a local mosquitto's PUBACK), and how
-many wearers one agent keeps up with. About 8 minutes; --quick takes seconds with small sizes (for tests).
+many wearers one agent keeps up with. Under 10 minutes; --quick takes seconds with small sizes (for tests).
 Progress goes to standard error. Needs the `mosquitto` binary for the broker figures (said so when missing).
 BENCHMARKS.md explains every figure.
 """
