@@ -34,7 +34,9 @@ Most calls return ``([], None)``. When the beat completes a new window, the wind
 The condition names the model (name, version, sha256) and the window (ISO start and end, its sha256, as
 ``agent.signals.digest`` defines it), and says in words what was irregular: the window's normalised RMSSD,
 Shannon entropy and COSEn against the values 95% of sinus-rhythm windows stay below on TRAIN (the card's
-``params.reference``).
+``params.reference``). Those figures are worked out only for a condition the engine may announce (active, or
+inactive after an active one, or the first verdict for a wearer, when an episode may be open from before a
+restart); an "in between" or a "regular" that follows "regular" says the probability and the count only.
 
 The state (returned with every new window): ``{"af_probability": p or None, "irregular": bool or None,
 "irregular_windows": count, "scored_windows": m, "policy": {"k", "n", "threshold"}, "quality": {"ok",
@@ -286,6 +288,9 @@ class _Wearer:
     policy: KOfN
     no_contact: deque[int] = field(default_factory=deque)  # beat indices whose notification said no contact
     last_start: int = -1
+    # The last verdict (True/False) this detector gave the alert engine; None before the first (an episode
+    # may then be open from before a restart).
+    told: bool | None = None
 
 
 _REASON_WORDS = {
@@ -376,18 +381,25 @@ class RhythmDetector:
         state.update(
             af_probability=round(prob, 4), irregular=irregular, irregular_windows=count, scored_windows=counted
         )
+        policy = f"{count} of the last {counted} windows ({p.windowing.n_beats} beats each) irregular"
+        if active is None or (active is False and ws.told is False):
+            # Nothing for the engine to announce: in between changes nothing, and "regular" without an
+            # episode open stays silent. The figures for the words (sample entropy twice) are skipped: this is
+            # nearly every window of nearly every wearer.
+            values = {"af_probability": round(prob, 4), "irregular_windows": count, "scored_windows": counted}
+            verdict = "rhythm uncertain" if active is None else "rhythm regular"
+            reason = f"{verdict}: {policy}; latest window AF probability {prob:.2f}"
+            return [Condition(**base, active=active, reason=reason, values=values)], state
+        ws.told = active
         values, words = self._describe(window.rr_s, prob)
         values.update(irregular_windows=count, scored_windows=counted)
-        policy = f"{count} of the last {counted} windows ({p.windowing.n_beats} beats each) irregular"
         if active is True:
             reason = (
                 f"irregular rhythm, atrial fibrillation suspected: {policy} (alert at {p.alert.k} of {p.alert.n});"
                 f" latest window {words}"
             )
-        elif active is False:
-            reason = f"rhythm regular again: none of the last {counted} windows irregular; latest window {words}"
         else:
-            reason = f"rhythm uncertain: {policy}; latest window {words}"
+            reason = f"rhythm regular again: none of the last {counted} windows irregular; latest window {words}"
         return [Condition(**base, active=active, reason=reason, values=values)], state
 
     def _condition_base(self, wearer: str, window: RRWindow) -> dict[str, Any]:

@@ -270,3 +270,30 @@ def test_importing_the_detector_loads_no_tensorflow() -> None:
     script = "import sys, agent.rhythm; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_words_are_worked_out_only_when_the_engine_may_announce_them(detector: RhythmDetector) -> None:
+    """Sinus rhythm, then AF, then sinus again, one wearer: the first verdict and every change carry the
+    irregularity figures; a "regular" after "regular" (nearly every window of a wearer in sinus rhythm) does not."""
+    sinus = load_set(FIXTURES, "nsr2db").records[0]
+    af = _record("04746")
+    onset = int(np.searchsorted(af.t_s, 10433.5)) + 50
+    rr = np.concatenate([sinus.rr_s[:600], af.rr_s[onset : onset + 600], sinus.rr_s[600:1200]])
+    t = T0 + np.cumsum(rr)
+    engine = AlertEngine({"w": Thresholds()})
+    told: list[tuple[bool | None, bool, str]] = []
+    for ti, ri in zip(t.tolist(), rr.tolist(), strict=True):
+        for c in detector.feed_rr("w", ti, ri, "detected")[0]:
+            for e in engine.assess(c):
+                told.append((c.active, "normalised RMSSD" in c.reason, e.state))
+            if c.active is not None:
+                told.append((c.active, "normalised RMSSD" in c.reason, ""))
+    verdicts = [(active, worded) for active, worded, state in told if not state]
+    assert verdicts[0] == (False, True)  # the first: an episode may be open from before a restart
+    assert (False, False) in verdicts  # then regular after regular: no figures
+    first_true = verdicts.index((True, True))
+    assert all(worded for active, worded in verdicts[first_true:] if active)  # every "irregular" is worded
+    back = next(i for i in range(first_true, len(verdicts)) if verdicts[i][0] is False)
+    assert verdicts[back] == (False, True)  # the clearing verdict is worded
+    assert all(v == (False, False) for v in verdicts[back + 1 :])
+    assert [(state, worded) for _, worded, state in told if state] == [("raised", True), ("cleared", True)]
