@@ -135,6 +135,9 @@ class AgentConfig:
     log_format: str = "text"
     # Model bundles (manifest.json + NAME.tflite + NAME.json); None = the models packaged with the agent.
     models_dir: Path | None = None
+    # A wearer's retained state goes out at most this often (s) for new readings; at once when an alert of the
+    # wearer or a link changes. 0 = after every batch (a message a second per wearer with a strap).
+    state_every_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Co
 
 
 def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
-    _reject_unknown(t, "agent", {"id", "site", "db", "log_level", "log_format", "models_dir"})
+    _reject_unknown(t, "agent", {"id", "site", "db", "log_level", "log_format", "models_dir", "state_every_s"})
     models_dir = _path(t, "agent", "models_dir", base_dir)
     if models_dir is not None and not (models_dir / "manifest.json").is_file():
         raise ConfigError("agent.models_dir", str(models_dir), "has no manifest.json")
@@ -216,6 +219,9 @@ def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
     log_format = t.get("log_format", d.log_format)
     if log_format not in ("text", "json"):
         raise ConfigError("agent.log_format", log_format, "must be one of text, json")
+    state_every_s = t.get("state_every_s", d.state_every_s)
+    if isinstance(state_every_s, bool) or not isinstance(state_every_s, (int, float)) or not 0 <= state_every_s <= 3600:
+        raise ConfigError("agent.state_every_s", state_every_s, "must be a number of seconds from 0 to 3600")
     return AgentConfig(
         id=_ident(t, "agent", "id", d.id),
         site=_ident(t, "agent", "site", d.site),
@@ -223,6 +229,7 @@ def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
         log_level=level,
         log_format=str(log_format),
         models_dir=models_dir,
+        state_every_s=float(state_every_s),
     )
 
 

@@ -90,7 +90,9 @@ class WearerState:
 
     values: dict[str, Any] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
-    dirty: bool = False
+    dirty: bool = False  # something changed since the last state message
+    urgent: bool = False  # an alert or a link changed: the state goes out with this batch
+    sent_at: float = -math.inf  # batch time of the last state message
 
 
 class Agent:
@@ -175,7 +177,7 @@ class Agent:
         ws = self.wearers.get(wearer)
         if ws is not None and ws.links.get(device) != state:
             ws.links[device] = state
-            ws.dirty = True
+            ws.dirty = ws.urgent = True
             self._assess(self.sensors.link(wearer, device, state, self.clock.now()))
 
     # -- storage trouble ----------------------------------------------------------------------------------
@@ -345,6 +347,7 @@ class Agent:
             batch.append(self.queue.get_nowait())
         if batch:
             self.handle(batch)
+        self._commit([], [], self.clock.now(), force_state=True)  # every wearer's latest state, held back or not
 
     # -- one batch ----------------------------------------------------------------------------------------
     def handle(self, batch: Iterable[RawNotification]) -> None:
@@ -497,7 +500,9 @@ class Agent:
             ws.values[key] = state
             ws.dirty = True
 
-    def _commit(self, readings: list[Reading], events: list[AlertEvent], now: float) -> None:
+    def _commit(
+        self, readings: list[Reading], events: list[AlertEvent], now: float, *, force_state: bool = False
+    ) -> None:
         cfg = self.cfg
         root, site = cfg.mqtt.root, cfg.agent.site
         outbox: list[tuple[int, str, bytes, int, bool]] = []
@@ -513,12 +518,15 @@ class Agent:
                 state_rows.append((ev.wearer, key, ev.episode if ev.state == "raised" else None, ev.t))
             self.stats.alerts[f"{ev.kind}:{ev.state}"] += 1
             if ev.wearer in self.wearers:
-                self.wearers[ev.wearer].dirty = True
+                self.wearers[ev.wearer].dirty = self.wearers[ev.wearer].urgent = True
         active = self.engine.active()
+        every = cfg.agent.state_every_s
         for wearer, ws in self.wearers.items():
-            if not ws.dirty:
+            # New readings alone: at most one state message per state_every_s (the ticker sends what waits).
+            if not ws.dirty or not (force_state or ws.urgent or not 0 <= now - ws.sent_at < every):
                 continue
-            ws.dirty = False
+            ws.dirty = ws.urgent = False
+            ws.sent_at = now
             state = {
                 "wearer": wearer,
                 "time": iso_time(now) if now else None,
