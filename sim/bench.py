@@ -248,7 +248,7 @@ def _replay_section(p: Progress, out: dict[str, Any], detail: dict[str, Any], qu
 
 
 def _live_sections(p: Progress, out: dict[str, Any], detail: dict[str, Any], quick: bool, broker: Any) -> None:
-    from sim.bench_live import BEHIND_LAG_S, summarize_latencies
+    from sim.bench_live import BEHIND_LAG_S, GIVE_UP_LATE_S, summarize_latencies
 
     env, runtime = _live_env()
     if broker is None:  # null in the JSON: not measured
@@ -312,7 +312,8 @@ def _live_sections(p: Progress, out: dict[str, Any], detail: dict[str, Any], qui
     detail["capacity"] = {
         "load_avg_1min": load,
         "falls_behind_when": f"a batch is durable more than {BEHIND_LAG_S:g} s after its oldest notification was "
-        "due (p99 over the step), or a notification is dropped or left in the intake",
+        f"due (p99 over the step), a notification is dropped or left in the intake, or the feeder runs more than "
+        f"{GIVE_UP_LATE_S:g} s behind its schedule",
         "step_s": seconds,
         "steps": steps,
     }

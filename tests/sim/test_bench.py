@@ -109,6 +109,7 @@ def test_falling_behind_is_lag_drops_or_a_backlog() -> None:
     assert not holds({**ok, "lag_ms_p99": 1001.0})
     assert not holds({**ok, "dropped": 1})
     assert not holds({**ok, "intake_left": 3})
+    assert not holds({**ok, "feeder_gave_up": True})
 
 
 def test_feed_hands_every_notification_over_when_due(tmp_path: Path) -> None:
