@@ -437,13 +437,14 @@ class Agent:
         if ws is None:
             return
         if r.kind == "hr":
-            ws.values["heart"] = {"hr_bpm": r.value, "time": iso_time(r.t), **(r.extra or {})}
+            # The time stays a number until a state message is built (most readings are never shown).
+            ws.values["heart"] = {"hr_bpm": r.value, "time": r.t, **(r.extra or {})}
         elif r.kind == "glucose":
             extra = r.extra or {}
             ws.values["glucose"] = {
                 "mg_dl": r.value if math.isfinite(r.value) else None,
                 "special": extra.get("special"),
-                "time": iso_time(r.t),
+                "time": r.t,
                 "trend_mg_dl_per_min": extra.get("trend_mg_dl_per_min"),
             }
         elif r.kind == "battery":
@@ -530,7 +531,7 @@ class Agent:
             state = {
                 "wearer": wearer,
                 "time": iso_time(now) if now else None,
-                **ws.values,
+                **{k: _shown(v) for k, v in ws.values.items()},
                 "links": dict(ws.links),
                 "alerts_active": sorted(
                     (
@@ -563,6 +564,13 @@ class Agent:
                 listener(ev)
         if outbox:
             self.on_outbox()
+
+
+def _shown(value: Any) -> Any:
+    """A state value as published: a reading's epoch ``time`` as an ISO string."""
+    if isinstance(value, dict) and isinstance(value.get("time"), float):
+        return {**value, "time": iso_time(value["time"])}
+    return value
 
 
 @dataclass

@@ -357,23 +357,19 @@ class RhythmDetector:
         self, wearer: str, ws: _Wearer, window: RRWindow, gate: Gate
     ) -> tuple[list[Condition], dict[str, Any] | None]:
         p = self.params
+        span = {"start": iso_time(window.t_start_s), "end": iso_time(window.t_end_s), "sha256": window.sha256}
         state: dict[str, Any] = {
             "af_probability": None,
             "irregular": None,
             "policy": {"k": p.alert.k, "n": p.alert.n, "threshold": p.threshold},
             "quality": {"ok": gate.ok, "reasons": list(gate.reasons)},
-            "window": {
-                "start": iso_time(window.t_start_s),
-                "end": iso_time(window.t_end_s),
-                "sha256": window.sha256,
-                "beats": p.windowing.n_beats,
-            },
+            "window": {**span, "beats": p.windowing.n_beats},
             "model": {"name": self.model.name, "version": self.model.version},
         }
-        base = self._condition_base(wearer, window)
+        base = self._condition_base(wearer, window, span)
         if not gate.ok:
             why = "; ".join(_REASON_WORDS.get(r, r) for r in gate.reasons)
-            reason = f"rhythm not assessed for the window ending {iso_time(window.t_end_s)}: {why}"
+            reason = f"rhythm not assessed for the window ending {span['end']}: {why}"
             return [Condition(**base, active=None, reason=reason, values={"quality": list(gate.reasons)})], state
         prob = self.probability(window.rr_s)
         irregular = prob >= p.threshold
@@ -402,7 +398,7 @@ class RhythmDetector:
             reason = f"rhythm regular again: none of the last {counted} windows irregular; latest window {words}"
         return [Condition(**base, active=active, reason=reason, values=values)], state
 
-    def _condition_base(self, wearer: str, window: RRWindow) -> dict[str, Any]:
+    def _condition_base(self, wearer: str, window: RRWindow, span: dict[str, str]) -> dict[str, Any]:
         p, m = self.params, self.model
         thresholds = {"af_probability": p.threshold, "k": float(p.alert.k), "n": float(p.alert.n)}
         thresholds.update(p.reference)
@@ -416,11 +412,7 @@ class RhythmDetector:
             "source": {
                 "type": "model",
                 "model": {"name": m.name, "version": m.version, "sha256": m.sha256},
-                "window": {
-                    "start": iso_time(window.t_start_s),
-                    "end": iso_time(window.t_end_s),
-                    "sha256": window.sha256,
-                },
+                "window": dict(span),
             },
             "raw": {"rr_s": window.rr_s.tolist()},
         }

@@ -70,6 +70,7 @@ def test_readings_send_the_state_at_most_every_interval_alerts_and_links_at_once
     (state,) = rig.take()
     assert [a["kind"] for a in state["alerts_active"]] == ["heart_tachycardia"]
     assert state["heart"]["hr_bpm"] == 190
+    assert state["heart"]["time"] == "2023-11-14T22:14:21.000Z"  # T0 + 61 s, as an ISO string
     # A link change goes out at once too.
     agent.link_state("w1", STRAP, "reconnecting")
     agent.handle([hr(120, T0 + 62)])
