@@ -99,3 +99,11 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts a broker through the ``mosquitto`` fixture carries the ``mqtt`` marker, so
+    ``pytest -m "not mqtt"`` runs where mosquitto is not installed."""
+    for item in items:
+        if "mosquitto" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mqtt)

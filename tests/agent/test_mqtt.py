@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 
 from agent.config import MqttConfig
 from agent.mqtt import Publisher, make_client, status_payload
@@ -81,6 +82,7 @@ def test_outbox_is_delivered_in_order_and_removed_only_after_ack(mosquitto: Brok
     assert store.outbox_depth() == 0
 
 
+@pytest.mark.mqtt
 def test_broker_away_agent_buffers_then_delivers(tmp_path: Path) -> None:
     port = free_port()
     cfg = MqttConfig(host="127.0.0.1", port=port)

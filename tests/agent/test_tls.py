@@ -16,7 +16,7 @@ from agent.mqtt import Publisher, status_payload
 from agent.store import PRIORITY_ALERT, Store
 from tests.conftest import Broker, free_port, mosquitto_binary, run_as
 
-pytestmark = pytest.mark.reliability  # point 4 of the reliability suite (issue 4)
+pytestmark = [pytest.mark.reliability, pytest.mark.mqtt]  # point 4 of the reliability suite (issue 4)
 
 PASSWORD = "correct horse battery staple"
 

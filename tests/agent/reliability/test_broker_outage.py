@@ -45,7 +45,7 @@ from tests.agent.reliability.support import (
 )
 from tests.conftest import start_mosquitto
 
-pytestmark = [pytest.mark.reliability, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.reliability, pytest.mark.mqtt, pytest.mark.timeout(240)]
 
 SPEED = 60.0
 OUTAGE_AT = START + 12 * 60.0  # virtual time at which the broker is stopped
