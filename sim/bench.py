@@ -95,7 +95,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     from agent.runtime import available_runtimes
-    from sim.bench_live import mosquitto_binary
+    from sim.broker import mosquitto_binary
 
     broker = mosquitto_binary()
     version = None
@@ -156,7 +156,8 @@ def _live_env() -> tuple[dict[str, str], str]:
 
 
 def run_suite(*, quick: bool, progress: TextIO) -> dict[str, Any]:
-    from sim import bench_live, bench_parts
+    from sim import bench_parts
+    from sim.broker import BrokerError, Mosquitto, start_mosquitto
 
     p = Progress(progress, 7)
     out: dict[str, Any] = {"vigil_bench": 1, "quick": quick, "machine": machine(), "targets": {}, "detail": {}}
@@ -204,10 +205,10 @@ def run_suite(*, quick: bool, progress: TextIO) -> dict[str, Any]:
         out["e2e_over_bare_ratio"] = e2e["e2e_over_bare_ratio"]
         detail["e2e"] = {"load_avg_1min": load, **e2e["detail"]}
 
-        broker: bench_live.Mosquitto | None = None
+        broker: Mosquitto | None = None
         try:
-            broker = bench_live.start_mosquitto(folder)
-        except (FileNotFoundError, RuntimeError) as exc:
+            broker = start_mosquitto(folder, log_all=False)
+        except BrokerError as exc:
             p.say(f"NO MOSQUITTO: {exc}; the replay runs without a broker, latency and capacity are skipped")
         out["broker"] = "mosquitto" if broker is not None else "none"
         try:

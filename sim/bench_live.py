@@ -31,10 +31,7 @@ import logging
 import math
 import os
 import resource
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,66 +57,6 @@ ALERT_LOW_MG_DL = 45.0  # below the default urgent low (54): raises
 ALERT_OK_MG_DL = 140.0  # in range, above low + hysteresis: clears
 # "Falls behind": a batch becomes durable more than this long after its oldest notification was due (p99).
 BEHIND_LAG_S = 1.0
-
-
-# -- the broker ----------------------------------------------------------------------------------------------
-
-
-def mosquitto_binary() -> str | None:
-    found = shutil.which("mosquitto")
-    if found is None and Path("/usr/sbin/mosquitto").exists():
-        found = "/usr/sbin/mosquitto"
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Mosquitto:
-    port: int
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_mosquitto(folder: Path, extra: str = "") -> Mosquitto:
-    """A mosquitto on a free loopback port, as the tests start theirs; raises ``FileNotFoundError`` when the
-    binary is not installed and ``RuntimeError`` when it does not come up."""
-    binary = mosquitto_binary()
-    if binary is None:
-        raise FileNotFoundError("mosquitto is not on PATH (Debian: apt-get install mosquitto)")
-    import pwd
-
-    port = free_port()
-    conf = folder / "mosquitto.conf"
-    user = pwd.getpwuid(os.getuid()).pw_name  # started by root it would drop to 'mosquitto'
-    conf.write_text(
-        f"user {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        f"log_dest file {folder / 'mosquitto.log'}\n{extra}"
-    )
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return Mosquitto(port, proc)
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{port}")
 
 
 # -- the wearers ---------------------------------------------------------------------------------------------

@@ -119,14 +119,7 @@ def test_broker_away_agent_buffers_then_delivers(tmp_path: Path) -> None:
 
 
 def _start_on(tmp: Path, port: int) -> Broker:
-    import tests.conftest as c
-
-    orig = c.free_port
-    c.free_port = lambda: port
-    try:
-        return start_mosquitto(tmp)
-    finally:
-        c.free_port = orig
+    return start_mosquitto(tmp, port=port)
 
 
 def test_status_online_then_offline_will_on_crash(mosquitto: Broker, tmp_path: Path) -> None:
