@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from agent.rhythm import (
     RhythmParams,
     model_input,
 )
-from agent.runtime import RUNTIME_NAMES, load_interpreter
+from agent.runtime import available_runtimes, load_interpreter
 from agent.signals.quality import REASON_ARTIFACTS, REASON_NO_CONTACT
 from model_build.rhythm.data import RRRecord, load_set
 from model_build.rhythm.windows import set_windows
@@ -48,18 +47,7 @@ INT8_VS_FLOAT_TOLERANCE = 0.06
 INT8_RUNTIME_TOLERANCE_STEPS = 8
 
 
-def available_runtimes() -> Iterator[str]:
-    for name in RUNTIME_NAMES:
-        if name == "tensorflow":
-            continue
-        try:
-            __import__({"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}[name])
-        except ImportError:
-            continue
-        yield name
-
-
-@pytest.fixture(scope="module", params=list(available_runtimes()))
+@pytest.fixture(scope="module", params=[r for r in available_runtimes() if r != "tensorflow"])
 def model(request: pytest.FixtureRequest) -> LoadedModel:
     models, problems = load_models(PACKAGED_MODELS_DIR, runtime=request.param)
     assert [p for p in problems if p.name == MODEL_NAME] == []
