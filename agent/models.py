@@ -336,20 +336,13 @@ class LoadedModel:
         if arr.shape == shape[1:]:
             one: npt.NDArray[np.float32] = self._predict_one(arr.reshape(shape))[0]
             return one
-        if arr.ndim == len(shape) and arr.shape[1:] == shape[1:] and shape[0] == 1 and arr.shape[0] > 0:
-            samples = [arr[i : i + 1] for i in range(arr.shape[0])]
-        else:
+        if not (arr.ndim == len(shape) and arr.shape[1:] == shape[1:] and shape[0] == 1 and arr.shape[0] > 0):
             raise ValueError(f"model {self.name}: input shape {arr.shape} does not fit tensor shape {shape}")
-        if not np.all(np.isfinite(arr)):
+        if not np.all(np.isfinite(arr)):  # refused before any sample runs
             raise ValueError(f"model {self.name}: input has NaN or infinite values")
-        outputs: list[npt.NDArray[np.float32]] = []
-        with self._lock:
-            for sample in samples:
-                self._interpreter.set_tensor(self._input_index, quantize(sample, self.input))
-                self._interpreter.invoke()
-                raw = self._interpreter.get_tensor(self._output_index)
-                outputs.append(dequantize(raw, self.output))
-        stacked: npt.NDArray[np.float32] = np.concatenate(outputs, axis=0)
+        stacked: npt.NDArray[np.float32] = np.concatenate(
+            [self._predict_one(arr[i : i + 1]) for i in range(arr.shape[0])], axis=0
+        )
         return stacked
 
     def _predict_one(self, arr: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
