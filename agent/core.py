@@ -354,11 +354,23 @@ class Agent:
         readings: list[Reading] = []
         events: list[AlertEvent] = []
         latest_t = 0.0
-        for note in batch:
+        # Decoding first (its only state, a CGM's E2E-CRC feature, still goes in notification order) lets the
+        # AF detector cut every window this batch completes in one vectorised pass (RhythmDetector.prefetch).
+        notes = list(batch)
+        decoded = [self._decode(note) for note in notes]
+        if self.rhythm is not None:
+            beats: dict[str, list[tuple[float, float]]] = {}
+            for note_readings in decoded:
+                for r in note_readings:
+                    if r.kind == "rr":
+                        beats.setdefault(r.wearer, []).append((r.t, r.value))
+            for wearer, wearer_beats in beats.items():
+                self.rhythm.prefetch(wearer, wearer_beats)
+        for note, note_readings in zip(notes, decoded, strict=True):
             latest_t = max(latest_t, note.received_at)
             for cond in self.sensors.seen(note.wearer, note.device, note.received_at):
                 events.extend(self.engine.assess(cond))
-            for reading in self._decode(note):
+            for reading in note_readings:
                 readings.append(reading)
                 self.stats.readings[reading.kind] += 1
                 self._remember(reading)

@@ -46,14 +46,16 @@ counts only when the window was scored).
 Cost, measured on the build host (x86_64, shared 2 cores, ai-edge-litert): one inference (quantize, invoke,
 dequantize) 0.034 ms median; a beat that completes a window 0.97 ms (cleaning its segment, encoding, the
 inference, the figures for the reason); 79 µs a beat on average with a window every 12 beats. A Raspberry Pi is
-several times slower; nothing here grows with the time a wearer has been connected.
+several times slower; nothing here grows with the time a wearer has been connected. When a batch brings
+several windows' worth of beats (a replay, a backlog), :meth:`RhythmDetector.prefetch` cuts, cleans and encodes
+them in one vectorised call: 4 h of ``day-24h`` through ``Agent.handle`` went from 2.2 to 0.9 s.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +77,7 @@ from agent.signals.quality import (
     contact_gate,
     rr_quality_gate,
 )
-from agent.signals.rr import RRCleaning, RRWindow, RRWindowing, cosen, nrmssd, shannon_entropy
+from agent.signals.rr import RRCleaning, RRWindow, RRWindowing, cosen, nrmssd, rr_windows, shannon_entropy
 from agent.signals.windows import WearerWindows
 from agent.topics import iso_time
 from firmware_bridge.heart_rate import SensorContact
@@ -283,6 +285,18 @@ class KOfN:
 
 
 @dataclass
+class _Ahead:
+    """Windows cut and encoded ahead of the beats that complete them (``RhythmDetector.prefetch``).
+
+    ``beats`` are the (t, rr) pairs expected from beat number ``first`` on; ``windows`` maps a window's start
+    index to the window and its model input. A beat that differs from the expected one drops all of it."""
+
+    first: int
+    beats: list[tuple[float, float]]
+    windows: dict[int, tuple[RRWindow, npt.NDArray[np.float32]]]
+
+
+@dataclass
 class _Wearer:
     windows: WearerWindows
     policy: KOfN
@@ -291,6 +305,7 @@ class _Wearer:
     # The last verdict (True/False) this detector gave the alert engine; None before the first (an episode
     # may then be open from before a restart).
     told: bool | None = None
+    ahead: _Ahead | None = None
 
 
 _REASON_WORDS = {
@@ -330,6 +345,48 @@ class RhythmDetector:
         x = model_input(np.asarray(rr_s, dtype=np.float64)[np.newaxis], self.params.encoding)
         return float(self.model.predict(x)[0, 0])
 
+    def prefetch(self, wearer: str, beats: Sequence[tuple[float, float]]) -> None:
+        """Announce the next ``feed_rr`` beats of ``wearer`` as (t, rr_s) pairs, in order (``agent.core`` does
+        for each batch): the windows they will complete are cut, cleaned and encoded now, all in one vectorised
+        call, instead of one at a time as each completes. Nothing else changes: ``feed_rr`` still takes every
+        beat and returns exactly what it would have (a window's content depends only on its segment's raw
+        beats, and every operation works row by row); a beat that is not the announced one makes it cut the
+        rest one at a time again. Fewer than two windows to come: nothing is done ahead."""
+        ws = self._wearer(wearer)
+        ws.ahead = None
+        buffer = ws.windows.rr
+        assert buffer is not None
+        w = self.params.windowing
+        seen = buffer.beats_seen
+        end = seen + len(beats)
+        if end < w.width:
+            return
+        # The newest window after each of the beats: one every hop beats, from the first past the current one.
+        first = w.context + (max(seen + 1, w.width) - w.width) // w.hop * w.hop
+        if first <= ws.last_start:
+            first += w.hop
+        last = w.context + (end - w.width) // w.hop * w.hop
+        if last < first + w.hop:
+            return
+        starts = np.arange(first, last + 1, w.hop, dtype=np.int64)
+        base = int(starts[0]) - w.context  # the first beat any of them needs
+        if base < seen:
+            t_kept, rr_kept = buffer.beats()
+            kept = seen - base
+            if kept > t_kept.size:
+                return  # not expected: the buffer keeps width + hop beats; cut them one at a time then
+            t_all = np.concatenate([t_kept[t_kept.size - kept :], np.array([b[0] for b in beats], dtype=np.float64)])
+            rr_all = np.concatenate([rr_kept[rr_kept.size - kept :], np.array([b[1] for b in beats], dtype=np.float64)])
+        else:
+            t_all = np.array([b[0] for b in beats[base - seen :]], dtype=np.float64)
+            rr_all = np.array([b[1] for b in beats[base - seen :]], dtype=np.float64)
+        if not np.all(np.isfinite(t_all)):
+            return  # feed_rr will refuse that beat; leave it to do so
+        cut = rr_windows(t_all, rr_all, w, self.params.cleaning, starts=starts - base, index_offset=base)
+        encoded = model_input(cut.rr_s, self.params.encoding)
+        windows = {int(start): (cut.window(i), encoded[i]) for i, start in enumerate(starts.tolist())}
+        ws.ahead = _Ahead(first=seen, beats=list(beats), windows=windows)
+
     def feed_rr(
         self, wearer: str, t: float, rr_s: float, contact: SensorContact | str | None = None
     ) -> tuple[list[Condition], dict[str, Any] | None]:
@@ -338,23 +395,43 @@ class RhythmDetector:
         buffer = ws.windows.rr
         assert buffer is not None
         index = buffer.beats_seen
+        ahead = ws.ahead
+        if ahead is not None:
+            i = index - ahead.first
+            if not (0 <= i < len(ahead.beats) and ahead.beats[i] == (t, rr_s)):
+                ws.ahead = ahead = None
         buffer.add(t, rr_s)
         if contact is not None and SensorContact(contact) is SensorContact.NOT_DETECTED:
             ws.no_contact.append(index)
-        window = buffer.window()
-        if window is None or window.start_index == ws.last_start:
-            return [], None
-        ws.last_start = window.start_index
         w = self.params.windowing
-        first = window.start_index - w.context
+        seen = index + 1
+        if seen < w.width:
+            return [], None
+        start = w.context + (seen - w.width) // w.hop * w.hop  # the buffer's newest window
+        if start == ws.last_start:
+            return [], None
+        ready = None
+        if ahead is not None:
+            ready = ahead.windows.pop(start, None)
+            if not ahead.windows:
+                ws.ahead = None
+        if ready is None:
+            window = buffer.window()
+            assert window is not None
+            assert window.start_index == start
+            encoded = None
+        else:
+            window, encoded = ready
+        ws.last_start = start
+        first = start - w.context
         while ws.no_contact and ws.no_contact[0] < first:
             ws.no_contact.popleft()
         in_segment = [SensorContact.NOT_DETECTED] if any(i < first + w.width for i in ws.no_contact) else []
         gate = combine(contact_gate(in_segment), rr_quality_gate(window, self.params.limits))
-        return self._assess(wearer, ws, window, gate)
+        return self._assess(wearer, ws, window, gate, encoded)
 
     def _assess(
-        self, wearer: str, ws: _Wearer, window: RRWindow, gate: Gate
+        self, wearer: str, ws: _Wearer, window: RRWindow, gate: Gate, encoded: npt.NDArray[np.float32] | None
     ) -> tuple[list[Condition], dict[str, Any] | None]:
         p = self.params
         span = {"start": iso_time(window.t_start_s), "end": iso_time(window.t_end_s), "sha256": window.sha256}
@@ -371,7 +448,10 @@ class RhythmDetector:
             why = "; ".join(_REASON_WORDS.get(r, r) for r in gate.reasons)
             reason = f"rhythm not assessed for the window ending {span['end']}: {why}"
             return [Condition(**base, active=None, reason=reason, values={"quality": list(gate.reasons)})], state
-        prob = self.probability(window.rr_s)
+        if encoded is None:
+            prob = self.probability(window.rr_s)
+        else:
+            prob = float(self.model.predict(encoded[np.newaxis])[0, 0])
         irregular = prob >= p.threshold
         active, count, counted = ws.policy.push(window.t_end_s, irregular)
         state.update(
