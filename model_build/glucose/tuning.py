@@ -37,8 +37,7 @@ ALERT_STATISTICS = ("mean", "lower")
 ALERT_HORIZONS_S = (900.0, 1800.0)
 ALERT_MARGINS = tuple(float(m) for m in range(-10, 22, 2))
 ALERT_SUSTAINS_S = (0.0, 300.0)
-ALERT_HYSTERESES = (5.0, 10.0, 20.0, 30.0, 40.0, 60.0)
-MAX_CLEAR_OVER_LOW_MG_DL = 70.0
+ALERT_HYSTERESES = (5.0, 10.0, 20.0)
 SENSITIVITY_TARGET = 0.85
 FALSE_ALERTS_TARGET = 0.5
 LEAD_TARGET_MIN = 15.0
@@ -120,8 +119,6 @@ def tune_alert(
                 trigger = values[:, use].min(axis=1) if len(values) else np.zeros(0)
                 compressed.append((*_compress(s.t_s, trigger, off_max), s.truth))
             for margin, sustain, hysteresis in itertools.product(ALERT_MARGINS, ALERT_SUSTAINS_S, ALERT_HYSTERESES):
-                if margin + hysteresis > MAX_CLEAR_OVER_LOW_MG_DL:
-                    continue
                 on = threshold + margin
                 total = hypo.HypoCounts()
                 for t, trig, truth in compressed:
