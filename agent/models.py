@@ -306,16 +306,12 @@ class LoadedModel:
         self.output: TensorSpec = outputs[0]
         self._input_index = int(interpreter.get_input_details()[0]["index"])
         self._output_index = int(interpreter.get_output_details()[0]["index"])
-        # One sample at a time (the agent's every call): quantized in preallocated buffers, the same arithmetic
-        # as quantize() and dequantize() with fewer temporary arrays (see _predict_one).
-        self._scaled = np.empty(self.input.shape, dtype=np.float64)
-        self._half = np.empty(self.input.shape, dtype=np.float64)
-        self._q = np.empty(self.input.shape, dtype=np.int8)
-        self._in_scale = self.input.scale
-        self._in_zero_point = np.float64(self.input.zero_point)
-        self._q_min, self._q_max = np.float64(_INT8_MIN), np.float64(_INT8_MAX)
-        self._out_zero_point = np.float32(self.output.zero_point)
-        self._out_scale = np.float32(self.output.scale)
+        # One sample at a time (the agent's every call): see _predict_one.
+        self._thresholds = quantize_thresholds(self.input)
+        self._dequantized = dequantize(np.arange(256, dtype=np.uint8).view(np.int8), self.output)
+        self._zeros = np.zeros(math.prod(self.input.shape), dtype=np.float32)
+        self._input_tensor = interpreter.tensor(self._input_index)
+        self._output_tensor = interpreter.tensor(self._output_index)
 
     def describe(self) -> dict[str, str]:
         """What an alert or a status message says about the model."""
@@ -346,31 +342,27 @@ class LoadedModel:
         return stacked
 
     def _predict_one(self, arr: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """``predict`` for one sample shaped like the input tensor, bit for bit the same result.
+        """``predict`` for one sample shaped like the input tensor, bit for bit what :func:`quantize`, invoke
+        and :func:`dequantize` give, in a few numpy calls.
 
-        Quantizing: ``x / scale`` in float64, rounded half away from zero as ``trunc(s + copysign(0.5, s))``
-        (equal to ``sign(s) * floor(|s| + 0.5)``: both add 0.5 to ``|s|`` and negation is exact), plus the
-        zero-point, clipped, cast. The finiteness check sums the scaled values: the sum of float32 inputs over
-        a positive scale can only be NaN or infinite when an input is, unless it overflows, which the full
-        check then tells apart.
+        Quantizing is a step function of the float32 input that never decreases, so it is a search among the
+        255 float32 values where it steps up (:func:`quantize_thresholds`, found with :func:`quantize` itself
+        when the model is loaded); the int8 values go straight into the interpreter's input buffer (a view
+        fetched for this call and let go before ``invoke``, as the runtimes require). Dequantizing is a lookup
+        in the 256 values :func:`dequantize` gives, indexed by the int8 output itself (negative values index
+        from the end, where they are). The finiteness check is a dot product with zeros: NaN exactly when an
+        input is NaN or infinite.
         """
-        scaled, half, q = self._scaled, self._half, self._q
         with self._lock:
-            np.divide(arr, self._in_scale, out=scaled, dtype=np.float64)
-            if not math.isfinite(float(scaled.sum())) and not np.all(np.isfinite(arr)):
+            if not math.isfinite(arr.reshape(-1).dot(self._zeros)):
                 raise ValueError(f"model {self.name}: input has NaN or infinite values")
-            np.copysign(0.5, scaled, out=half)
-            scaled += half
-            np.trunc(scaled, out=scaled)
-            scaled += self._in_zero_point
-            np.maximum(scaled, self._q_min, out=scaled)  # np.clip, without its dispatch overhead
-            np.minimum(scaled, self._q_max, out=scaled)
-            q[...] = scaled
-            self._interpreter.set_tensor(self._input_index, q)
+            q = self._thresholds.searchsorted(arr, side="right")
+            q -= 128
+            view = self._input_tensor()
+            view[...] = q
+            del view
             self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._output_index)
-        out: npt.NDArray[np.float32] = np.subtract(raw, self._out_zero_point, dtype=np.float32)
-        out *= self._out_scale
+            out: npt.NDArray[np.float32] = self._dequantized[self._output_tensor()]
         return out
 
     def __repr__(self) -> str:
@@ -383,6 +375,33 @@ def quantize(x: npt.NDArray[np.floating[Any]], spec: TensorSpec) -> npt.NDArray[
     rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
     q: npt.NDArray[np.int8] = np.clip(rounded + spec.zero_point, _INT8_MIN, _INT8_MAX).astype(np.int8)
     return q
+
+
+def quantize_thresholds(spec: TensorSpec) -> npt.NDArray[np.float32]:
+    """Where :func:`quantize` steps up: element j is the smallest float32 that quantizes to ``j - 127`` or more
+    (-inf when every float32 does, +inf when none does), so that for any finite float32 ``x``,
+    ``quantize(x) == searchsorted(thresholds, x, side="right") - 128``. Found by bisection over the float32
+    values in order, with :func:`quantize` deciding each step."""
+    top = int(np.array(np.finfo(np.float32).max, dtype=np.float32).view(np.int32))  # its bits, as a key
+
+    def at(key: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """The float32 of each key: non-negative keys are a float's bits, negative ones its negation's."""
+        bits = np.where(key >= 0, key, -key + 0x80000000).astype(np.uint32)
+        return bits.view(np.float32)
+
+    target = np.arange(_INT8_MIN + 1, _INT8_MAX + 1, dtype=np.int64)
+    lo = np.full(target.shape, -top, dtype=np.int64)  # the answer's key lies in [lo, hi]; top + 1: none
+    hi = np.full(target.shape, top + 1, dtype=np.int64)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        with np.errstate(over="ignore"):  # x / scale beyond float64 saturates like any large value
+            reached = quantize(at(mid), spec).astype(np.int64) >= target
+        hi = np.where(reached, mid, hi)
+        lo = np.where(reached, lo, mid + 1)
+    thresholds = at(np.minimum(lo, top)).copy()
+    thresholds[lo > top] = np.inf
+    thresholds[lo == -top] = -np.inf
+    return thresholds
 
 
 def dequantize(q: npt.NDArray[Any], spec: TensorSpec) -> npt.NDArray[np.float32]:

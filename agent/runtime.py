@@ -31,7 +31,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +58,8 @@ class Interpreter(Protocol):
     def invoke(self) -> None: ...
 
     def get_tensor(self, tensor_index: int) -> npt.NDArray[Any]: ...
+
+    def tensor(self, tensor_index: int) -> Callable[[], npt.NDArray[Any]]: ...
 
 
 @dataclass(frozen=True, slots=True)

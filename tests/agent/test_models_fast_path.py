@@ -7,7 +7,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from agent.models import PACKAGED_MODELS_DIR, LoadedModel, dequantize, load_model, quantize
+from agent.models import (
+    PACKAGED_MODELS_DIR,
+    LoadedModel,
+    TensorSpec,
+    dequantize,
+    load_model,
+    quantize,
+    quantize_thresholds,
+)
 from agent.runtime import available_runtimes
 
 RUNTIMES = [r for r in ("ai-edge-litert", "tflite-runtime") if r in available_runtimes()]
@@ -61,3 +69,40 @@ def test_one_sample_with_a_non_finite_value_is_refused(bad: float) -> None:
     x.flat[5] = bad
     with pytest.raises(ValueError, match="NaN or infinite"):
         model.predict(x)
+
+
+SPECS = [
+    TensorSpec("a", (1, 4), "int8", 0.007371189072728157, -9),  # the packaged rhythm model's input
+    TensorSpec("b", (1, 4), "int8", 0.0235294122248888, -1),  # the glucose model's
+    TensorSpec("c", (1, 4), "int8", 1.0 / 255.0, -128),  # inputs in [0, 1]
+    TensorSpec("d", (1, 4), "int8", 0.5, 127),  # everything above -0.25 saturates
+    TensorSpec("e", (1, 4), "int8", 1e-30, 3),  # tiny steps: nearly everything saturates
+    TensorSpec("f", (1, 4), "int8", 1e30, 0),  # huge steps: nearly everything is the zero point
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_the_thresholds_reproduce_quantize_at_every_step_and_beside_it(spec: TensorSpec) -> None:
+    """quantize is a step function of the float32 input: the fast path searches its steps. At each step, the
+    float32 just below it, and values of every magnitude, the search gives what quantize gives."""
+    thresholds = quantize_thresholds(spec)
+    assert thresholds.dtype == np.float32
+    assert thresholds.shape == (255,)
+    assert np.all(np.diff(thresholds) >= 0)
+    steps = thresholds[np.isfinite(thresholds)]
+    rng = np.random.default_rng(11)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x = np.concatenate(
+        [
+            steps,
+            np.nextafter(steps, np.float32(-np.inf)),
+            np.nextafter(steps, np.float32(np.inf)),
+            bits[np.isfinite(bits)],  # every exponent
+            rng.uniform(-300 * spec.scale, 300 * spec.scale, 100_000).astype(np.float32),
+            np.array([0.0, -0.0, np.finfo(np.float32).max, -np.finfo(np.float32).max], dtype=np.float32),
+        ]
+    )
+    with np.errstate(over="ignore"):
+        want = quantize(x, spec)
+    got = thresholds.searchsorted(x, side="right") - 128
+    np.testing.assert_array_equal(got, want.astype(np.int64))
