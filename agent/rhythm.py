@@ -308,6 +308,17 @@ class _Wearer:
     ahead: _Ahead | None = None
 
 
+# The detector needs only the beats its next window rests on, and the buffer keeps those (width + hop beats)
+# whatever its horizon. With a horizon this short its capacity is exactly that many beats, so it lets old beats
+# go by count, in plain arithmetic, instead of searching two hours of beat times at every beat.
+_RR_HORIZON_S = 1.0
+
+# SensorContact(contact) is NOT_DETECTED, for the values and members feed_rr is given (an enum lookup per beat
+# costs more than the rest of a beat that completes no window).
+_NOT_DETECTED = {c: c is SensorContact.NOT_DETECTED for c in SensorContact} | {
+    c.value: c is SensorContact.NOT_DETECTED for c in SensorContact
+}
+
 _REASON_WORDS = {
     REASON_NO_CONTACT: "the strap reported no skin contact",
     REASON_ARTIFACTS: "too many artifact intervals (missed or extra beats)",
@@ -336,7 +347,7 @@ class RhythmDetector:
         state = self._wearers.get(wearer)
         if state is None:
             p = self.params
-            buffers = WearerWindows(p.windowing, None, cleaning=p.cleaning)
+            buffers = WearerWindows(p.windowing, None, cleaning=p.cleaning, horizon_s=_RR_HORIZON_S)
             state = self._wearers[wearer] = _Wearer(windows=buffers, policy=KOfN(p.alert))
         return state
 
@@ -401,8 +412,12 @@ class RhythmDetector:
             if not (0 <= i < len(ahead.beats) and ahead.beats[i] == (t, rr_s)):
                 ws.ahead = ahead = None
         buffer.add(t, rr_s)
-        if contact is not None and SensorContact(contact) is SensorContact.NOT_DETECTED:
-            ws.no_contact.append(index)
+        if contact is not None:
+            no_contact = _NOT_DETECTED.get(contact)
+            if no_contact is None:  # not one of them: SensorContact says so (ValueError) or knows it
+                no_contact = SensorContact(contact) is SensorContact.NOT_DETECTED
+            if no_contact:
+                ws.no_contact.append(index)
         w = self.params.windowing
         seen = index + 1
         if seen < w.width:
