@@ -95,6 +95,27 @@ class Reading:
     extra: dict[str, Any] | None = None
 
 
+# json.dumps of the small extras most readings carry ({"contact": "detected"} with every heart rate), by
+# (key, value) when both are strings: the same text, without encoding it again for every reading.
+_ONE_STRING_EXTRA: dict[tuple[str, str], str] = {}
+_ONE_STRING_EXTRA_MAX = 256
+
+
+def _extra_json(extra: dict[str, Any] | None) -> str | None:
+    if not extra:
+        return None
+    if len(extra) == 1:
+        ((key, value),) = extra.items()
+        if type(key) is str and type(value) is str:
+            text = _ONE_STRING_EXTRA.get((key, value))
+            if text is None:
+                text = json.dumps(extra)
+                if len(_ONE_STRING_EXTRA) < _ONE_STRING_EXTRA_MAX:
+                    _ONE_STRING_EXTRA[(key, value)] = text
+            return text
+    return json.dumps(extra)
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
     seq: int
@@ -180,9 +201,7 @@ class Store:
         (wearer, kind, episode or None to clear, raised_at).
         """
         try:
-            reading_rows = [
-                (r.wearer, r.device, r.kind, r.t, r.value, json.dumps(r.extra) if r.extra else None) for r in readings
-            ]
+            reading_rows = [(r.wearer, r.device, r.kind, r.t, r.value, _extra_json(r.extra)) for r in readings]
             alert_rows = [
                 (a.id, a.episode, a.wearer, a.kind, a.severity, a.state, a.t, json.dumps(a.payload)) for a in alerts
             ]

@@ -106,7 +106,7 @@ class HeartRateMeasurement:
             raise EncodeError(
                 CHARACTERISTIC, b"", f"ignored_flag_bits 0x{bits:02X} outside 0x{IGNORABLE_FLAG_BITS:02X}"
             )
-        if bits & HeartRateFlags.SENSOR_CONTACT_STATUS and self.sensor_contact is not SensorContact.UNSUPPORTED:
+        if bits & _CONTACT_STATUS_BIT and self.sensor_contact is not SensorContact.UNSUPPORTED:
             raise EncodeError(CHARACTERISTIC, b"", "contact status bit is meaningful once contact is supported")
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 from pathlib import Path
@@ -81,3 +82,30 @@ def test_active_alert_state_round_trip(tmp_path: Path) -> None:
     s.write_batch(alert_state=[("w1", "glucose_low", None, 20.0)])
     assert s.active_alerts() == {}
     s.close()
+
+
+def test_extras_are_stored_as_json_dumps_writes_them(tmp_path: Path) -> None:
+    """The store keeps the JSON of one-string extras (every heart rate's contact status) instead of encoding
+    it again for each reading: the stored text is still exactly json.dumps of each reading's extra."""
+    extras = [
+        {"contact": "detected"},
+        {"contact": "not_detected"},
+        {"contact": "detected"},
+        {"contact": "détecté \u2764"},
+        {"a": 1},
+        {"a": 1.0},
+        {"a": True},
+        {"a": None},
+        {"a": "x", "b": "y"},
+        {"time_offset_min": 5, "status": ["device_battery_low"]},
+        None,
+        {},
+    ]
+    store = Store(tmp_path / "x.db")
+    for _ in range(2):  # the second time from what the first one kept
+        store.write_batch(readings=[Reading("w", "d", "hr", float(i), 60.0, e) for i, e in enumerate(extras)])
+    store.close()
+    conn = sqlite3.connect(tmp_path / "x.db")
+    stored = [row[0] for row in conn.execute("SELECT extra FROM readings ORDER BY id")]
+    conn.close()
+    assert stored == [json.dumps(e) if e else None for e in extras] * 2
