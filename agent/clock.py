@@ -6,6 +6,7 @@ agent's code path is the same at real time and at a thousand times real time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol
 
@@ -33,3 +34,14 @@ class VirtualClock:
     def advance_to(self, t: float) -> None:
         if t > self._now:
             self._now = t
+
+
+async def sleep_to_next(period_s: float) -> None:
+    """Sleep until the next whole multiple of ``period_s`` on the event loop's clock.
+
+    The agent's periodic tasks (the alert ticker, the MQTT keep-alive, the status heartbeat) use it so that
+    they wake at the same instants: one wake-up of the process each second instead of one per task, each at its
+    own phase. On a small board every wake-up costs more than the little work these tasks do.
+    """
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(period_s - loop.time() % period_s)

@@ -17,7 +17,7 @@ from typing import Any
 
 from agent import __version__, systemd
 from agent.ble import DeviceLink
-from agent.clock import Clock, SystemClock
+from agent.clock import Clock, SystemClock, sleep_to_next
 from agent.config import Config
 from agent.core import Agent
 from agent.errors import StoreError
@@ -28,6 +28,8 @@ from agent.topics import command_filter, status_topic
 log = logging.getLogger("vigil.daemon")
 
 STATUS_EVERY_S = 30.0
+# How often the heartbeat looks for news to put in the status (a connect, a refusal, storage trouble).
+HEARTBEAT_EVERY_S = 1.0
 # How often the line `systemctl status` shows is refreshed (sent only when it changed).
 SYSTEMD_STATUS_EVERY_S = 2.0
 # Intake waiting this long with nothing taken by the core counts as a stuck core for the watchdog.
@@ -122,7 +124,8 @@ async def run_daemon(
             loop.add_signal_handler(sig, stop.set)
 
     async def heartbeat() -> None:
-        """The retained status: at every connect, when the broker refuses something, and every 30 s."""
+        """The retained status: at every connect, when the broker refuses something, and every 30 s; looked at
+        once a second, on the same beat as the alert ticker (``sleep_to_next``)."""
         shown: tuple[object, ...] = ()
         last = 0.0
         while True:
@@ -138,7 +141,7 @@ async def run_daemon(
             if publisher.connected and (news != shown or now - last >= STATUS_EVERY_S):
                 publisher.publish_direct(topic, _status(agent, publisher, started), retain=True)
                 shown, last = news, now
-            await asyncio.sleep(0.2)
+            await sleep_to_next(HEARTBEAT_EVERY_S)
 
     core = asyncio.create_task(agent.process(), name="core")
     ticker = asyncio.create_task(agent.ticker(), name="ticker")
@@ -265,7 +268,7 @@ def _start_systemd(agent: Agent, pub: Publisher, check: Callable[[], str | None]
             if line != shown:
                 systemd.status(line)
                 shown = line
-            await asyncio.sleep(SYSTEMD_STATUS_EVERY_S)
+            await sleep_to_next(SYSTEMD_STATUS_EVERY_S)
 
     tasks = [asyncio.create_task(show_status(), name="systemd-status")]
     interval = systemd.watchdog_interval()

@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.backoff import backoff
+from agent.clock import sleep_to_next
 from agent.config import MqttConfig
 from agent.errors import BrokerError, StoreError
 from agent.store import Store
@@ -339,7 +340,7 @@ class Publisher:
 
     async def _misc(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await sleep_to_next(1.0)
             if self.client.socket() is not None:
                 self.client.loop_misc()
 
