@@ -22,11 +22,12 @@ fixed array, compacted when full) and
 gap or is not yet full. The buffer keeps raw readings rather than grid points, because a backfilled reading can
 change grid values that were already computed.
 
-Cost, measured on the build host (x86_64, one core): ``add`` 3 µs a beat; a new RR window 0.35-0.4 ms (cleaning
-one segment; cached until the next window is due, so with a hop of 32 beats about 16 µs a beat on average);
-``glucose_window()`` 0.1 ms after a new reading (it resamples only the readings its window depends on; cached
-until the next reading). A Raspberry Pi is several times slower; none of this is per notification work that
-grows with the number of readings kept.
+Cost, measured on the build host (x86_64, one core): ``add`` a few µs a beat at most (old beats are let go one by one,
+constant work a beat whatever the horizon); a new RR window 0.35-0.4 ms (cleaning one segment; cached until the
+next window is due, so with a hop of 32 beats about 16 µs a beat on average); ``glucose_window()`` 0.1 ms after
+a new reading (it resamples only the readings its window depends on; cached until the next reading). A Raspberry
+Pi is several times slower; none of this is per notification work that grows with the number of readings kept.
+``agent.rhythm`` keeps only the beats its next window needs and, for a batch, cuts its windows in one call.
 """
 
 from __future__ import annotations
@@ -100,9 +101,14 @@ class RRBuffer:
         if live > self._capacity:
             self._drop(live - self._capacity)
             live = self._capacity
-        if live > self._keep_at_least and self._t[self._lo] < newest - self.horizon_s:
-            old = self._t[self._lo : self._hi - self._keep_at_least] < newest - self.horizon_s
-            self._drop(int(np.argmin(old)) if not old.all() else int(old.size))
+        # The leading beats older than the horizon, one at a time: a beat rarely lets go of more than one, and
+        # a search over every beat kept would cost the whole horizon at every beat.
+        cutoff = newest - self.horizon_s
+        t, lo, count = self._t, self._lo, 0
+        while live - count > self._keep_at_least and t[lo + count] < cutoff:
+            count += 1
+        if count:
+            self._drop(count)
 
     def _drop(self, count: int) -> None:
         self._lo += count

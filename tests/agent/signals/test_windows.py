@@ -129,6 +129,9 @@ def test_rr_buffer_is_bounded_and_keeps_the_horizon() -> None:
     assert buffer.beats_seen == 5000
     assert kept_t.size <= 4 * 120
     assert kept_t[0] >= t[-1] - 120.0 - 1e-9
+    # and no fewer: every beat of the last 120 s (or the width + hop beats the next window needs, if more)
+    w = buffer.windowing
+    assert kept_t.size == max(np.count_nonzero(t >= t[-1] - 120.0), w.width + w.hop)
     assert kept_rr.tobytes() == rr[-kept_t.size :].tobytes()
 
 
