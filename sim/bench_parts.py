@@ -194,12 +194,13 @@ def inference_rates(*, runtime: str | None, seconds: float, rounds: int) -> dict
 # -- end to end ------------------------------------------------------------------------------------------------
 
 
-def scenario_notes(hours: float) -> tuple[Any, list[RawNotification]]:
-    """The ``day-24h`` scenario cut to ``hours``: its playable and its notifications as a link hands them over."""
+def scenario_notes(hours: float, scenario: str = "day-24h") -> tuple[Any, list[RawNotification]]:
+    """A bundled scenario (default ``day-24h``) cut to ``hours``: its playable and its notifications as a link
+    hands them over."""
     from sim.player import FeedEvent
     from sim.replay import from_scenario
 
-    playable = from_scenario("day-24h", hours=hours)
+    playable = from_scenario(scenario, hours=hours)
     owner = {addr: w for w, d in playable.devices.items() for addr in d.values()}
     notes = [
         RawNotification(owner[e.address], e.address, e.characteristic, e.data, e.t)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,13 +245,20 @@ class CrossValidation:
     short: ShortScores
 
 
-def cross_validate(tw: TrainWindows, config: RhythmConfig, progress: Progress = _no_progress) -> CrossValidation:
-    oof = np.full(len(tw.table), math.nan)
-    short_parts: list[ShortScores] = []
-    snippets_by_fold: dict[int, list[RRRecord]] = {f: [] for f in range(config.folds)}
+def short_snippets_by_fold(tw: TrainWindows, config: RhythmConfig) -> dict[int, list[RRRecord]]:
+    """Each fold's 30 s TRAIN snippets (every afdb one, every ``short_nsr_every``-th of the other sets')."""
+    out: dict[int, list[RRRecord]] = {f: [] for f in range(config.folds)}
     for record in tw.records:
         every = 1 if record.set == "afdb" else config.short_nsr_every
-        snippets_by_fold[tw.fold_of[record_key(record)]].extend(snippets(record, config.short_snippet_s, every))
+        out[tw.fold_of[record_key(record)]].extend(snippets(record, config.short_snippet_s, every))
+    return out
+
+
+def fold_models(
+    tw: TrainWindows, config: RhythmConfig, oof: npt.NDArray[np.float64], progress: Progress = _no_progress
+) -> Iterator[tuple[int, Any]]:
+    """One model per fold, trained on the other folds' training rows: each scores its held-out fold's windows
+    into ``oof`` before it is yielded as ``(fold, model)``."""
     for f in progress(range(config.folds), desc="cross-validation", unit="fold"):
         rows = tw.trains & (tw.fold != f)
         model = rhythm_model.train(
@@ -259,7 +266,15 @@ def cross_validate(tw: TrainWindows, config: RhythmConfig, progress: Progress = 
         )
         held = tw.fold == f
         oof[held] = rhythm_model.predict(model, tw.x[held])
-        short_parts.append(short_scores(snippets_by_fold[f], config, _predictor(model)))
+        yield f, model
+
+
+def cross_validate(tw: TrainWindows, config: RhythmConfig, progress: Progress = _no_progress) -> CrossValidation:
+    oof = np.full(len(tw.table), math.nan)
+    by_fold = short_snippets_by_fold(tw, config)
+    short_parts = [
+        short_scores(by_fold[f], config, _predictor(model)) for f, model in fold_models(tw, config, oof, progress)
+    ]
     short = ShortScores(
         np.concatenate([s.labels for s in short_parts]),
         np.concatenate([s.scores for s in short_parts]),

@@ -106,38 +106,29 @@ def _figures(labels: npt.NDArray[np.str_], scores: npt.NDArray[np.float64], thre
 
 def study(data_root: Path, rates: Sequence[float], seed: int, progress: Any) -> dict[str, Any]:
     from model_build.rhythm import model as rhythm_model
-    from model_build.rhythm.build import cut_train, load_train, short_scores, snippets
+    from model_build.rhythm.build import cut_train, fold_models, load_train, short_scores, short_snippets_by_fold
     from model_build.rhythm.config import CHOSEN
     from model_build.rhythm.metrics import youden_threshold
-    from model_build.rhythm.windows import LABEL_AF, record_key
+    from model_build.rhythm.windows import record_key
 
     config = CHOSEN
     started = time.monotonic()
     records, files = load_train(data_root, progress)
     records.sort(key=record_key)
     tw = cut_train(records, files, config, progress)
-    by_fold: dict[int, list[RRRecord]] = {f: [] for f in range(config.folds)}
-    for r in records:
-        every = 1 if r.set == "afdb" else config.short_nsr_every
-        by_fold[tw.fold_of[record_key(r)]].extend(snippets(r, config.short_snippet_s, every))
+    by_fold = short_snippets_by_fold(tw, config)
     oof = np.full(len(tw.table), math.nan)
     parts: dict[float, list[tuple[npt.NDArray[np.str_], npt.NDArray[np.float64]]]] = {r: [] for r in rates}
-    for f in progress(range(config.folds), desc="folds", unit="fold"):
-        rows = tw.trains & (tw.fold != f)
-        model = rhythm_model.train(
-            tw.x[rows], (tw.table.label[rows] == LABEL_AF).astype(np.float32), config.model, seed=config.seed + f
-        )
-        held = tw.fold == f
-        oof[held] = rhythm_model.predict(model, tw.x[held])
+    for f, model in fold_models(tw, config, oof, progress):
 
         def predictor(x: npt.NDArray[np.float32], m: Any = model) -> npt.NDArray[np.float64]:
             return rhythm_model.predict(m, x)
 
         for rate in rates:
             rng = np.random.default_rng([seed, f, round(rate * 1e6)])
-            pieces = [detector_errors(s, rate, rng) for s in by_fold[f]]
-            s = short_scores(pieces, config, predictor)
-            parts[rate].append((s.labels, s.scores))
+            pieces = [detector_errors(snippet, rate, rng) for snippet in by_fold[f]]
+            scored = short_scores(pieces, config, predictor)
+            parts[rate].append((scored.labels, scored.scores))
     ev = tw.afdb_eval
     threshold = youden_threshold(oof[ev], tw.table.label[ev], np.linspace(0.05, 0.95, 181))
     table = []

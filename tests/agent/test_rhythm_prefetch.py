@@ -17,14 +17,12 @@ import pytest
 
 from agent.clock import VirtualClock
 from agent.core import Agent
-from agent.messages import RawNotification
 from agent.models import PACKAGED_MODELS_DIR, LoadedModel, load_models
 from agent.rhythm import MODEL_NAME, RhythmDetector
 from agent.signals import windows as signal_windows
 from agent.store import Store
 from model_build.rhythm.data import load_set
-from sim.player import FeedEvent
-from sim.replay import from_scenario
+from sim.bench_parts import scenario_notes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 T0 = 1_700_000_000.0
@@ -115,7 +113,7 @@ def test_agent_handle_with_and_without_prefetch_stores_the_same(
 ) -> None:
     """The demo scenario's first 80 minutes (AF from 0:31 in w-ann) through Agent.handle in random batches, once
     as the agent runs and once with prefetch switched off: the same readings, alerts, outbox and states."""
-    playable, notes = scenario_notes_demo()
+    playable, notes = scenario_notes(80 / 60, "demo")
     sizes = random.Random(5)
     partition = []
     i = 0
@@ -158,14 +156,3 @@ def test_agent_handle_with_and_without_prefetch_stores_the_same(
     rows, seen = with_prefetch
     assert any("heart_irregular_rhythm" in str(row) for row in rows[1])  # the AF was alerted
     assert sum("'sha256'" in s for s in seen) > 300
-
-
-def scenario_notes_demo() -> tuple[Any, list[RawNotification]]:
-    playable = from_scenario("demo", hours=80 / 60)
-    owner = {addr: w for w, d in playable.devices.items() for addr in d.values()}
-    notes = [
-        RawNotification(owner[e.address], e.address, e.characteristic, e.data, e.t)
-        for e in playable.events
-        if isinstance(e, FeedEvent) and e.address in owner
-    ]
-    return playable, notes
