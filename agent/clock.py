@@ -39,7 +39,7 @@ class VirtualClock:
 async def sleep_to_next(period_s: float) -> None:
     """Sleep until the next whole multiple of ``period_s`` on the event loop's clock.
 
-    The agent's periodic tasks (the alert ticker, the MQTT keep-alive, the status heartbeat) use it so that
+    The agent's periodic tasks (the alert ticker, the MQTT keep-alive, the systemd status line) use it so that
     they wake at the same instants: one wake-up of the process each second instead of one per task, each at its
     own phase. On a small board every wake-up costs more than the little work these tasks do.
     """

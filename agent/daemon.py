@@ -28,8 +28,6 @@ from agent.topics import command_filter, status_topic
 log = logging.getLogger("vigil.daemon")
 
 STATUS_EVERY_S = 30.0
-# How often the heartbeat looks for news to put in the status (a connect, a refusal, storage trouble).
-HEARTBEAT_EVERY_S = 1.0
 # How often the line `systemctl status` shows is refreshed (sent only when it changed).
 SYSTEMD_STATUS_EVERY_S = 2.0
 # Intake waiting this long with nothing taken by the core counts as a stuck core for the watchdog.
@@ -124,8 +122,7 @@ async def run_daemon(
             loop.add_signal_handler(sig, stop.set)
 
     async def heartbeat() -> None:
-        """The retained status: at every connect, when the broker refuses something, and every 30 s; looked at
-        once a second, on the same beat as the alert ticker (``sleep_to_next``)."""
+        """The retained status: at every connect, when the broker refuses something, and every 30 s."""
         shown: tuple[object, ...] = ()
         last = 0.0
         while True:
@@ -141,7 +138,7 @@ async def run_daemon(
             if publisher.connected and (news != shown or now - last >= STATUS_EVERY_S):
                 publisher.publish_direct(topic, _status(agent, publisher, started), retain=True)
                 shown, last = news, now
-            await sleep_to_next(HEARTBEAT_EVERY_S)
+            await asyncio.sleep(0.2)
 
     core = asyncio.create_task(agent.process(), name="core")
     ticker = asyncio.create_task(agent.ticker(), name="ticker")
