@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +13,45 @@ from sim import broker as sim_broker
 from sim.broker import Mosquitto as Broker
 from sim.broker import free_port, run_as
 
-__all__ = ["Broker", "free_port", "mosquitto_binary", "run_as", "start_mosquitto"]
+__all__ = [
+    "DEVICE_RUNTIMES",
+    "Broker",
+    "device_runtime_params",
+    "free_port",
+    "mosquitto_binary",
+    "run_as",
+    "runtime_installed",
+    "start_mosquitto",
+]
 
 # The suite shares two cores with brokers and subprocesses: Hypothesis's per-example deadline would turn a slow
 # moment into a failure that says nothing about the code. Example counts stay at Hypothesis's defaults.
 settings.register_profile("vigil", deadline=None)
 settings.load_profile("vigil")
+
+
+DEVICE_RUNTIMES = ("ai-edge-litert", "tflite-runtime")
+_RUNTIME_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
+
+
+def runtime_installed(name: str) -> bool:
+    return importlib.util.find_spec(_RUNTIME_MODULES[name]) is not None
+
+
+def device_runtime_params() -> list[object]:
+    """Each device runtime as a ``pytest.param``. ai-edge-litert is a hard dependency: never skipped.
+    tflite-runtime is an extra; where it is not installed the skip says so in the report (-ra) rather than
+    vanishing from the parametrization."""
+    return [
+        pytest.param(
+            name,
+            marks=pytest.mark.skipif(
+                name != "ai-edge-litert" and not runtime_installed(name),
+                reason=f"{name} is not installed here",
+            ),
+        )
+        for name in DEVICE_RUNTIMES
+    ]
 
 
 def start_mosquitto(tmp: Path, extra: str = "", *, port: int | None = None) -> Broker:

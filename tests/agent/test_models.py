@@ -37,27 +37,11 @@ from agent.models import (
     read_manifest,
 )
 from agent.runtime import RUNTIME_ENV, RuntimeLoadError
+from tests.conftest import device_runtime_params
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "fixtures" / "models" / "tiny"
 GOLDEN: dict[str, Any] = json.loads((TINY / "golden.json").read_text(encoding="utf-8"))
-DEVICE_RUNTIMES = ("ai-edge-litert", "tflite-runtime")
-
-
-def _runtime_params() -> list[object]:
-    import importlib.util
-
-    # ai-edge-litert is a hard dependency and never skipped; a missing tflite-runtime shows as a skip.
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.skipif(
-                name == "tflite-runtime" and importlib.util.find_spec("tflite_runtime") is None,
-                reason="tflite-runtime is not installed here",
-            ),
-        )
-        for name in DEVICE_RUNTIMES
-    ]
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +66,7 @@ def _edit_json(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
 # --- the fixture runs, on every device runtime ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("runtime", _runtime_params())
+@pytest.mark.parametrize("runtime", device_runtime_params())
 def test_fixture_loads_and_matches_goldens(runtime: str) -> None:
     models, problems = load_models(TINY, runtime=runtime)
     assert problems == []
@@ -102,7 +86,7 @@ def test_fixture_loads_and_matches_goldens(runtime: str) -> None:
     assert np.sum((got > 0.15) & (got < 0.85)) >= 2
 
 
-@pytest.mark.parametrize("runtime", _runtime_params())
+@pytest.mark.parametrize("runtime", device_runtime_params())
 def test_runtime_is_forced_by_environment(monkeypatch: pytest.MonkeyPatch, runtime: str) -> None:
     monkeypatch.setenv(RUNTIME_ENV, runtime)
     assert load_model(TINY, "tiny").runtime == runtime

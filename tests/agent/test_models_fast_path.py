@@ -16,9 +16,7 @@ from agent.models import (
     quantize,
     quantize_thresholds,
 )
-from agent.runtime import available_runtimes
-
-RUNTIMES = [r for r in ("ai-edge-litert", "tflite-runtime") if r in available_runtimes()]
+from tests.conftest import device_runtime_params
 
 
 def reference(model: LoadedModel, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -48,7 +46,7 @@ def inputs(model: LoadedModel) -> list[npt.NDArray[np.float32]]:
     ]
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", device_runtime_params())
 @pytest.mark.parametrize("name", ["glucose", "rhythm"])
 def test_one_sample_matches_the_reference_arithmetic(runtime: str, name: str) -> None:
     model = load_model(PACKAGED_MODELS_DIR, name, runtime=runtime)

@@ -6,7 +6,6 @@ Runs without TensorFlow (the agent's venv). The ``tensorflow`` runtime itself is
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,30 +19,11 @@ import pytest
 from agent import runtime
 from agent.errors import ModelError
 from agent.runtime import RUNTIME_ENV, RuntimeLoadError, available_runtimes, load_interpreter
+from tests.conftest import DEVICE_RUNTIMES, device_runtime_params, runtime_installed
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "fixtures" / "models" / "tiny"
 TINY_TFLITE = TINY / "tiny.tflite"
-DEVICE_RUNTIMES = ("ai-edge-litert", "tflite-runtime")
-
-
-def _installed(runtime_name: str) -> bool:
-    module = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}[runtime_name]
-    return importlib.util.find_spec(module) is not None
-
-
-def _device_runtime_params() -> list[object]:
-    # ai-edge-litert is a hard dependency: never skipped. tflite-runtime is an extra; where it is not
-    # installed the skip says so in the report (-ra) rather than vanishing from the parametrization.
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.skipif(
-                name != "ai-edge-litert" and not _installed(name), reason=f"{name} is not installed here"
-            ),
-        )
-        for name in DEVICE_RUNTIMES
-    ]
 
 
 @pytest.fixture(autouse=True)
@@ -72,14 +52,14 @@ def test_default_search_uses_ai_edge_litert() -> None:
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
 
 
-@pytest.mark.parametrize("name", _device_runtime_params())
+@pytest.mark.parametrize("name", device_runtime_params())
 def test_forced_by_environment(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(RUNTIME_ENV, name)
     _, used = load_interpreter(TINY_TFLITE)
     assert used == name
 
 
-@pytest.mark.parametrize("name", _device_runtime_params())
+@pytest.mark.parametrize("name", device_runtime_params())
 def test_argument_overrides_environment(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     other = next(n for n in DEVICE_RUNTIMES if n != name)
     monkeypatch.setenv(RUNTIME_ENV, other)
@@ -88,7 +68,7 @@ def test_argument_overrides_environment(monkeypatch: pytest.MonkeyPatch, name: s
 
 
 def test_falls_back_to_tflite_runtime_without_ai_edge_litert(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not _installed("tflite-runtime"):
+    if not runtime_installed("tflite-runtime"):
         pytest.skip("tflite-runtime is not installed here")
     _block(monkeypatch, "ai_edge_litert")
     assert available_runtimes()[0] == "tflite-runtime"
@@ -134,7 +114,7 @@ def test_missing_file(tmp_path: Path) -> None:
     assert info.value.model == "absent"
 
 
-@pytest.mark.parametrize("name", _device_runtime_params())
+@pytest.mark.parametrize("name", device_runtime_params())
 def test_garbage_is_wrapped_with_its_cause(name: str) -> None:
     with pytest.raises(RuntimeLoadError) as info:
         load_interpreter(b"this is not a flatbuffer" * 8, runtime=name, name="junk")
