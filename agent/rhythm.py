@@ -309,8 +309,8 @@ class _Wearer:
 
 
 # The detector needs only the beats its next window rests on, and the buffer keeps those (width + hop beats)
-# whatever its horizon. With a horizon this short its capacity is exactly that many beats, so it lets old beats
-# go by count, in plain arithmetic, instead of searching two hours of beat times at every beat.
+# whatever its horizon. With a horizon this short its capacity is exactly that many beats: 54 per wearer instead
+# of the room for two hours of them, and old beats go by count.
 _RR_HORIZON_S = 1.0
 
 # SensorContact(contact) is NOT_DETECTED, for the values and members feed_rr is given (an enum lookup per beat
@@ -350,11 +350,6 @@ class RhythmDetector:
             buffers = WearerWindows(p.windowing, None, cleaning=p.cleaning, horizon_s=_RR_HORIZON_S)
             state = self._wearers[wearer] = _Wearer(windows=buffers, policy=KOfN(p.alert))
         return state
-
-    def probability(self, rr_s: npt.ArrayLike) -> float:
-        """The model's AF probability for one cleaned window of ``n_beats`` intervals."""
-        x = model_input(np.asarray(rr_s, dtype=np.float64)[np.newaxis], self.params.encoding)
-        return float(self.model.predict(x)[0, 0])
 
     def prefetch(self, wearer: str, beats: Sequence[tuple[float, float]]) -> None:
         """Announce the next ``feed_rr`` beats of ``wearer`` as (t, rr_s) pairs, in order (``agent.core`` does
@@ -463,10 +458,9 @@ class RhythmDetector:
             why = "; ".join(_REASON_WORDS.get(r, r) for r in gate.reasons)
             reason = f"rhythm not assessed for the window ending {span['end']}: {why}"
             return [Condition(**base, active=None, reason=reason, values={"quality": list(gate.reasons)})], state
-        if encoded is None:
-            prob = self.probability(window.rr_s)
-        else:
-            prob = float(self.model.predict(encoded[np.newaxis])[0, 0])
+        if encoded is None:  # not cut ahead (RhythmDetector.prefetch): encode it now
+            encoded = model_input(window.rr_s[np.newaxis], p.encoding)[0]
+        prob = float(self.model.predict(encoded[np.newaxis])[0, 0])
         irregular = prob >= p.threshold
         active, count, counted = ws.policy.push(window.t_end_s, irregular)
         state.update(
