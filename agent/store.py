@@ -201,28 +201,37 @@ class Store:
         (wearer, kind, episode or None to clear, raised_at).
         """
         try:
-            reading_rows = [(r.wearer, r.device, r.kind, r.t, r.value, _extra_json(r.extra)) for r in readings]
+            rows: list[tuple[Any, ...]] = []
+            glucose_rows: list[tuple[Any, ...]] = []
+            for r in readings:
+                row = (r.wearer, r.device, r.kind, r.t, r.value, _extra_json(r.extra))
+                (glucose_rows if r.kind == "glucose" else rows).append(row)
             alert_rows = [
                 (a.id, a.episode, a.wearer, a.kind, a.severity, a.state, a.t, json.dumps(a.payload)) for a in alerts
             ]
         except (TypeError, ValueError) as exc:
             raise StoreError("write", f"cannot serialise: {exc}") from exc
+        # Statements with nothing to insert are not run at all: a heart-rate batch in real time is one
+        # statement between BEGIN and COMMIT, not three.
         try:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(
-                "INSERT INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
-                [row for row in reading_rows if row[2] != "glucose"],
-            )
-            # A CGM record already stored (see readings_glucose_record) is skipped, not an error.
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
-                [row for row in reading_rows if row[2] == "glucose"],
-            )
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO alerts (id, episode, wearer, kind, severity, state, t, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                alert_rows,
-            )
+            if rows:
+                self._conn.executemany(
+                    "INSERT INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            if glucose_rows:
+                # A CGM record already stored (see readings_glucose_record) is skipped, not an error.
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO readings (wearer, device, kind, t, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
+                    glucose_rows,
+                )
+            if alert_rows:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO alerts (id, episode, wearer, kind, severity, state, t, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    alert_rows,
+                )
             for wearer, kind, episode, raised_at in alert_state:
                 if episode is None:
                     self._conn.execute("DELETE FROM alert_state WHERE wearer = ? AND kind = ?", (wearer, kind))

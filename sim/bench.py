@@ -254,6 +254,7 @@ def _live_sections(p: Progress, out: dict[str, Any], detail: dict[str, Any], qui
     env, runtime = _live_env()
     if broker is None:  # null in the JSON: not measured
         out.update(alert_latency_ms_p50=None, alert_latency_ms_p99=None, rss_mb=None, cpu_pct_10_wearers=None)
+        out.update(cpu_us_per_notification_10_wearers=None, wake_probe_after_sleep_over_warm=None)
         out["wearers_real_time_max"] = None
         return
     port = str(broker.port)
@@ -264,8 +265,9 @@ def _live_sections(p: Progress, out: dict[str, Any], detail: dict[str, Any], qui
     )
     runs = []
     for i in range(repeats):
+        args = ["realtime", "--port", port, "--wearers", "10", "--seconds", str(steady), "--alert-seconds", str(alerts)]
         r = _child(
-            ["realtime", "--port", port, "--wearers", "10", "--seconds", str(steady), "--alert-seconds", str(alerts)],
+            [*args, "--probe-rounds", "5" if quick else "20"],
             env,
             timeout=60 + 3 * (steady + alerts),
         )
@@ -280,6 +282,9 @@ def _live_sections(p: Progress, out: dict[str, Any], detail: dict[str, Any], qui
     out["cpu_pct_10_wearers"] = round(statistics.median(r["steady"]["cpu_pct"] for r in runs), 3)
     out["cpu_pct_10_wearers_min"] = round(min(r["steady"]["cpu_pct"] for r in runs), 3)
     out["cpu_pct_10_wearers_feeder_only"] = round(statistics.median(r["feeder_only"]["cpu_pct"] for r in runs), 3)
+    handle_us = [r["steady"]["handle_cpu_us_per_notification"] for r in runs]
+    out["cpu_us_per_notification_10_wearers"] = statistics.median(handle_us)
+    out["wake_probe_after_sleep_over_warm"] = statistics.median(r["wake_probe"]["after_sleep_over_warm"] for r in runs)
     detail["realtime"] = {
         "load_avg_1min": load,
         "runtime": runtime,
@@ -292,6 +297,8 @@ def _live_sections(p: Progress, out: dict[str, Any], detail: dict[str, Any], qui
         "cpu_pct_per_run": [r["steady"]["cpu_pct"] for r in runs],
         "cpu_pct_feeder_only_per_run": [r["feeder_only"]["cpu_pct"] for r in runs],
         "cpu_pct_alert_phase_per_run": [r["alerts"]["cpu_pct"] for r in runs],
+        "handle_cpu_us_per_notification_per_run": handle_us,
+        "wake_probe_per_run": [r["wake_probe"] for r in runs],
         "steady": [{k: v for k, v in r["steady"].items() if k != "latency_ms"} for r in runs],
     }
 

@@ -49,7 +49,12 @@ from agent.mqtt import Publisher, status_payload
 from agent.store import Store
 from agent.topics import command_filter, status_topic
 from firmware_bridge.cgm import CgmMeasurementRecord, encode_cgm_measurement
-from firmware_bridge.heart_rate import HeartRateMeasurement, SensorContact, encode_heart_rate_measurement
+from firmware_bridge.heart_rate import (
+    HeartRateMeasurement,
+    SensorContact,
+    decode_heart_rate_measurement,
+    encode_heart_rate_measurement,
+)
 from firmware_bridge.sfloat import SFloat
 
 RR_TICKS_PER_S = 1024
@@ -130,6 +135,8 @@ class Probe:
         self.lags: list[float] = []
         self.latencies: list[float] = []
         self.batches = 0
+        self.notifications = 0
+        self.handle_cpu_s = 0.0  # this thread's CPU time inside Agent.handle
         self._trigger: dict[str, float] = {}  # wearer -> due time of its CGM notification in the current batch
         self._alert_t0: dict[str, float] = {}  # alert id -> due time of the notification behind it
         self.awaiting_puback: dict[int, float] = {}  # paho mid -> due time
@@ -138,10 +145,13 @@ class Probe:
         def handle(batch: Iterable[RawNotification]) -> None:
             notes = list(batch)
             self._trigger = {n.wearer: n.received_at for n in notes if n.characteristic == "2AA7"}
+            cpu0 = time.thread_time()
             real_handle(notes)
+            self.handle_cpu_s += time.thread_time() - cpu0
             if notes:
                 self.lags.append(time.time() - min(n.received_at for n in notes))
                 self.batches += 1
+                self.notifications += len(notes)
             self._trigger = {}
 
         setattr(agent, "handle", handle)  # noqa: B010  (an instance attribute over the method)
@@ -178,6 +188,8 @@ class Probe:
         self.lags.clear()
         self.latencies.clear()
         self.batches = 0
+        self.notifications = 0
+        self.handle_cpu_s = 0.0
 
 
 @contextlib.asynccontextmanager
@@ -353,6 +365,8 @@ async def _phase(
         "cpu_pct": round(100.0 * cpu / wall, 3),
         "cpu_pct_system": round(100.0 * system / wall, 3),  # the kernel's part: syscalls, fsync, sockets
         "batches": probe.batches,
+        # The agent's own work, without the waiting and waking around it: CPU time inside Agent.handle.
+        "handle_cpu_us_per_notification": round(1e6 * probe.handle_cpu_s / max(1, probe.notifications), 1),
         "lag_ms_p50": round(1000 * quantile(probe.lags, 0.5), 2),
         "lag_ms_p99": round(1000 * quantile(probe.lags, 0.99), 2),
         "lag_ms_max": round(1000 * max(probe.lags, default=math.nan), 2),
@@ -372,9 +386,43 @@ async def feeder_only(wearers: int, seconds: float, cgm_every_s: float) -> dict[
     return {"notifications": fed.sent, "cpu_s": round(cpu, 3), "cpu_pct": round(100.0 * cpu / wall, 3)}
 
 
-async def realtime(port: int, folder: Path, wearers: int, seconds: float, alert_seconds: float) -> dict[str, Any]:
-    """Feeder baseline, then a realistic phase (CPU, RSS), then the alert phase (latency)."""
-    out: dict[str, Any] = {"feeder_only": await feeder_only(wearers, seconds, 60.0)}
+def wake_probe(*, sleep_s: float = 0.1, rounds: int = 20, decodes: int = 20) -> dict[str, float]:
+    """What waking up costs on this machine, apart from anything the agent does: the CPU time of one fixed
+    piece of the agent's work (``decodes`` Heart Rate Measurements decoded) done back to back, against the same
+    done straight after sleeping ``sleep_s`` (ten wearers' notifications come about 0.1 s apart). On bare metal
+    the two are close; a guest whose memory or caches go cold while it sleeps pays the difference at every
+    wake-up, and the real-time CPU figure with it."""
+    payload = strap_payloads(3, 0)[1]
+
+    def unit() -> float:
+        cpu0 = time.thread_time()
+        for _ in range(decodes):
+            decode_heart_rate_measurement(payload)
+        return time.thread_time() - cpu0
+
+    unit()
+    warm = statistics.median(unit() for _ in range(rounds))
+    after = []
+    for _ in range(rounds):
+        time.sleep(sleep_s)
+        after.append(unit())
+    cold = statistics.median(after)
+    return {
+        "sleep_s": sleep_s,
+        "decodes": decodes,
+        "warm_us": round(1e6 * warm, 1),
+        "after_sleep_us": round(1e6 * cold, 1),
+        "after_sleep_over_warm": round(cold / warm, 2) if warm > 0 else math.nan,
+    }
+
+
+async def realtime(
+    port: int, folder: Path, wearers: int, seconds: float, alert_seconds: float, *, probe_rounds: int = 20
+) -> dict[str, Any]:
+    """The machine's wake-up cost and the feeder alone (baselines), then a realistic phase (CPU, RSS), then the
+    alert phase (latency)."""
+    out: dict[str, Any] = {"wake_probe": wake_probe(rounds=probe_rounds)}
+    out["feeder_only"] = await feeder_only(wearers, seconds, 60.0)
     cfg = bench_config(folder / "realtime.db", port, wearers)
     async with serving(cfg) as (agent, _publisher, probe):
         out["models"] = [m.describe() for m in agent.models]
@@ -427,12 +475,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wearers", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--alert-seconds", type=float, default=30.0)
+    parser.add_argument("--probe-rounds", type=int, default=20, help="wake-ups the machine's wake-up probe times")
     args = parser.parse_args(argv)
     for name in ("vigil", "agent", "sim"):
         logging.getLogger(name).setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="vigil-bench-live-") as tmp:
         if args.mode == "realtime":
-            result = asyncio.run(realtime(args.port, Path(tmp), args.wearers, args.seconds, args.alert_seconds))
+            run = realtime(
+                args.port, Path(tmp), args.wearers, args.seconds, args.alert_seconds, probe_rounds=args.probe_rounds
+            )
+            result = asyncio.run(run)
         else:
             result = asyncio.run(capacity(args.port, Path(tmp), args.wearers, args.seconds))
     json.dump(result, sys.stdout)

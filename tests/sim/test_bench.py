@@ -13,7 +13,7 @@ import pytest
 
 from agent.messages import RawNotification
 from sim.bench import TARGETS, _search, verdicts
-from sim.bench_live import Feed, FeedStats, bench_config, feed, holds, prepare
+from sim.bench_live import Feed, FeedStats, bench_config, feed, holds, prepare, wake_probe
 from sim.bench_parts import finite_positive
 
 VIGIL = [sys.executable, "-m", "agent.cli"]
@@ -35,6 +35,8 @@ REQUIRED = (
     "cpu_pct_10_wearers",
     "replay_24h_s",
     "wearers_real_time_max",
+    "cpu_us_per_notification_10_wearers",
+    "wake_probe_after_sleep_over_warm",
 )
 
 
@@ -64,6 +66,9 @@ def test_bench_quick_writes_every_figure(tmp_path: Path) -> None:
     assert {m["name"] for m in result["detail"]["realtime"]["models"]} == {"glucose", "rhythm"}
     assert result["detail"]["realtime"]["model_problems"] == []
     assert set(result["targets"]) == set(TARGETS)
+    assert finite_positive(result["detail"]["e2e"]["agent_us_per_notification"])
+    handle_us = result["detail"]["realtime"]["handle_cpu_us_per_notification_per_run"]
+    assert result["cpu_us_per_notification_10_wearers"] == handle_us[0]  # one run in --quick
     for section in ("decode", "store", "inference", "e2e", "replay", "realtime", "capacity"):
         assert math.isfinite(result["detail"][section]["load_avg_1min"])
 
@@ -127,3 +132,11 @@ def test_feed_hands_every_notification_over_when_due(tmp_path: Path) -> None:
     assert [n.received_at for n in got] == sorted(n.received_at for n in got)  # stamped when due, in order
     devices = {d.label for w in cfg.wearers for d in w.devices}
     assert {n.device for n in got} <= devices
+
+
+def test_wake_probe_times_the_same_work_warm_and_after_sleeping() -> None:
+    r = wake_probe(sleep_s=0.01, rounds=3, decodes=5)
+    assert (r["sleep_s"], r["decodes"]) == (0.01, 5)
+    for key in ("warm_us", "after_sleep_us", "after_sleep_over_warm"):
+        assert finite_positive(r[key]), (key, r)
+    assert math.isclose(r["after_sleep_over_warm"], r["after_sleep_us"] / r["warm_us"], rel_tol=0.05)
