@@ -36,7 +36,7 @@ from agent.clock import VirtualClock
 from agent.core import BATCH_MAX, Agent
 from agent.forecast import ForecastParams, encode_windows
 from agent.messages import RawNotification
-from agent.models import PACKAGED_MODELS_DIR, LoadedModel, load_models, quantize
+from agent.models import PACKAGED_MODELS_DIR, LoadedModel, dequantize, load_models, quantize, quantize_thresholds
 from agent.rhythm import RhythmParams, model_input
 from agent.runtime import load_interpreter
 from agent.signals.glucose import resample_glucose
@@ -174,6 +174,53 @@ def bare_invoker(model: LoadedModel) -> Callable[[], None]:
     return interpreter.invoke
 
 
+def inference_steps(model: LoadedModel, *, seconds: float, rounds: int) -> dict[str, float]:
+    """Microseconds per call of what any wrapper of this int8 model must do around ``invoke()``, each step
+    timed alone on a second interpreter of the same file (the same operations ``LoadedModel.predict`` uses):
+
+    * ``io_only``: write an already-quantized input into the input tensor, ``invoke()``, copy the output out:
+      the least a Python caller can do;
+    * ``quantize``: float input to int8 (the search over the 255 steps of ``quantize()``);
+    * ``dequantize``: int8 output to float (a 256-entry table);
+    * ``finite_check``: refusing NaN and infinite inputs.
+    """
+    content = (PACKAGED_MODELS_DIR / f"{model.name}.tflite").read_bytes()
+    interpreter, _ = load_interpreter(content, runtime=model.runtime, name=model.name)
+    in_view = interpreter.tensor(int(interpreter.get_input_details()[0]["index"]))
+    out_view = interpreter.tensor(int(interpreter.get_output_details()[0]["index"]))
+    x = model_inputs(model)
+    q = quantize(x, model.input)
+    thresholds = quantize_thresholds(model.input)
+    table = dequantize(np.arange(256, dtype=np.uint8).view(np.int8), model.output)
+    zeros = np.zeros(x.size, dtype=np.float32)
+
+    def io_only() -> npt.NDArray[np.int8]:
+        view = in_view()
+        view[...] = q
+        del view
+        interpreter.invoke()
+        out: npt.NDArray[np.int8] = out_view().copy()
+        return out
+
+    def quantize_step() -> object:
+        return thresholds.searchsorted(x, side="right") - 128
+
+    out_q = io_only()  # the output tensor has its buffer once the model has run
+
+    def dequantize_step() -> object:
+        return table[out_q]
+
+    def finite_check() -> object:
+        return math.isfinite(x.reshape(-1).dot(zeros))
+
+    steps = {"io_only": io_only, "quantize": quantize_step, "dequantize": dequantize_step}
+    steps["finite_check"] = finite_check
+    return {
+        name: round(1e6 * statistics.median(per_call(fn, seconds) for _ in range(rounds)), 2)
+        for name, fn in steps.items()
+    }
+
+
 def inference_rates(*, runtime: str | None, seconds: float, rounds: int) -> dict[str, dict[str, Any]]:
     models, problems = load_models(PACKAGED_MODELS_DIR, runtime=runtime)
     if problems:
@@ -187,6 +234,7 @@ def inference_rates(*, runtime: str | None, seconds: float, rounds: int) -> dict
             "wrapper_us": round(r["agent_s"] * 1e6, 2),
             "bare_invoke_us": round(r["bare_s"] * 1e6, 2),
             "wrapper_over_bare_ratio": round(r["ratio"], 3),
+            "steps_us": inference_steps(model, seconds=seconds, rounds=rounds),
         }
     return out
 

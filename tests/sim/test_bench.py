@@ -67,6 +67,11 @@ def test_bench_quick_writes_every_figure(tmp_path: Path) -> None:
     assert result["detail"]["realtime"]["model_problems"] == []
     assert set(result["targets"]) == set(TARGETS)
     assert finite_positive(result["detail"]["e2e"]["agent_us_per_notification"])
+    for runtime, models in result["detail"]["inference"]["by_runtime"].items():
+        for name, fig in models.items():
+            steps = fig["steps_us"]
+            assert set(steps) == {"io_only", "quantize", "dequantize", "finite_check"}, (runtime, name)
+            assert all(finite_positive(v) for v in steps.values()), (runtime, name, steps)
     handle_us = result["detail"]["realtime"]["handle_cpu_us_per_notification_per_run"]
     assert result["cpu_us_per_notification_10_wearers"] == handle_us[0]  # one run in --quick
     for section in ("decode", "store", "inference", "e2e", "replay", "realtime", "capacity"):
