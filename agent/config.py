@@ -138,6 +138,11 @@ class AgentConfig:
     # A wearer's retained state goes out at most this often (s) for new readings; at once when an alert of the
     # wearer or a link changes. 0 = after every batch (a message a second per wearer with a strap).
     state_every_s: float = 5.0
+    # A heart-rate strap's notification may wait this long (wall-clock seconds) for others before its batch is
+    # written: fewer, larger batches (one durable commit and one cold pass through the code for several
+    # wearers). Anything else (a CGM record, a battery level) ends the wait at once. 0 = write each at once.
+    # Replays (a virtual clock) never wait.
+    heart_batch_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Co
 
 
 def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
-    _reject_unknown(t, "agent", {"id", "site", "db", "log_level", "log_format", "models_dir", "state_every_s"})
+    known = {"id", "site", "db", "log_level", "log_format", "models_dir", "state_every_s", "heart_batch_s"}
+    _reject_unknown(t, "agent", known)
     models_dir = _path(t, "agent", "models_dir", base_dir)
     if models_dir is not None and not (models_dir / "manifest.json").is_file():
         raise ConfigError("agent.models_dir", str(models_dir), "has no manifest.json")
@@ -222,6 +228,9 @@ def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
     state_every_s = t.get("state_every_s", d.state_every_s)
     if isinstance(state_every_s, bool) or not isinstance(state_every_s, (int, float)) or not 0 <= state_every_s <= 3600:
         raise ConfigError("agent.state_every_s", state_every_s, "must be a number of seconds from 0 to 3600")
+    heart_batch_s = t.get("heart_batch_s", d.heart_batch_s)
+    if isinstance(heart_batch_s, bool) or not isinstance(heart_batch_s, (int, float)) or not 0 <= heart_batch_s <= 5:
+        raise ConfigError("agent.heart_batch_s", heart_batch_s, "must be a number of seconds from 0 to 5")
     return AgentConfig(
         id=_ident(t, "agent", "id", d.id),
         site=_ident(t, "agent", "site", d.site),
@@ -230,6 +239,7 @@ def _parse_agent(t: Mapping[str, Any], base_dir: Path | None) -> AgentConfig:
         log_format=str(log_format),
         models_dir=models_dir,
         state_every_s=float(state_every_s),
+        heart_batch_s=float(heart_batch_s),
     )
 
 

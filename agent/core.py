@@ -58,6 +58,7 @@ from firmware_bridge.heart_rate import decode_heart_rate_measurement
 
 log = logging.getLogger("vigil.agent")
 
+HEART_RATE_MEASUREMENT = "2A37"  # the only characteristic whose notifications may wait for company
 INTAKE_SIZE = 20_000
 BATCH_MAX = 500
 # After the first notification of a batch arrives, wait this long for more before writing: one durable
@@ -171,6 +172,13 @@ class Agent:
         self.monotonic: Callable[[], float] = time.monotonic
         self._last_arrival = -math.inf
         self._arrival_gap_s = ARRIVAL_GAP_MAX_S
+        # Heart-rate notifications wait for company (cfg.agent.heart_batch_s), on the wall clock only: under a
+        # virtual clock a wall-clock wait would stretch the replay's time.
+        self.heart_batch_s = cfg.agent.heart_batch_s if isinstance(self.clock, SystemClock) else 0.0
+        self._held: list[RawNotification] = []  # taken from the intake, not yet handled (drain() handles them)
+        self._hold_end: asyncio.Event | None = None  # set while a batch waits for company: ends the wait
+        self._hold_early = math.inf  # from then on, the next notification ends the wait
+        self._urgent_waiting = False  # a notification that must not wait is in the intake
 
     # -- intake -------------------------------------------------------------------------------------------
     def accept(self, note: RawNotification) -> None:
@@ -188,6 +196,13 @@ class Agent:
                 self._drop_logged = True
             return
         self.stats.accepted += 1
+        if note.characteristic != HEART_RATE_MEASUREMENT:
+            self._urgent_waiting = True
+        hold_end = self._hold_end
+        if hold_end is not None and (
+            self._urgent_waiting or now >= self._hold_early or self.queue.qsize() >= BATCH_MAX
+        ):
+            hold_end.set()
 
     def link_state(self, wearer: str, device: str, state: str) -> None:
         ws = self.wearers.get(wearer)
@@ -273,14 +288,40 @@ class Agent:
         """Drain the intake in batches until cancelled."""
         while True:
             first = await self.queue.get()
-            batch = [first]
-            if self.queue.qsize() < BATCH_MAX and self.company_expected():
+            self._held = [first]
+            if first.characteristic == HEART_RATE_MEASUREMENT and self.heart_batch_s > 0:
+                await self._wait_for_company()
+            elif self.queue.qsize() < BATCH_MAX and self.company_expected():
                 await asyncio.sleep(BATCH_LINGER_S)
-            while len(batch) < BATCH_MAX and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            self.handle(batch)
+            self.handle(self._take_held())
             if self.queue.qsize() < INTAKE_SIZE // 2:
                 self._drop_logged = False
+
+    def _take_held(self) -> list[RawNotification]:
+        """What waits, oldest first: the held notifications, then the intake's, up to ``BATCH_MAX``."""
+        batch, self._held = self._held, []
+        while len(batch) < BATCH_MAX and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        if self.queue.empty():
+            self._urgent_waiting = False
+        return batch
+
+    async def _wait_for_company(self) -> None:
+        """Let a heart-rate notification wait up to ``heart_batch_s`` for company. The wait ends early when a
+        notification that must not wait arrives (anything but a heart rate), when a full batch is in, or with
+        the first notification after half the wait: several wearers' notifications then go together, and the
+        batch is handled on a wake-up the intake already had rather than on a timer of its own."""
+        if self._urgent_waiting or self.queue.qsize() >= BATCH_MAX:
+            return
+        self._hold_early = self.monotonic() + self.heart_batch_s / 2
+        self._hold_end = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._hold_end.wait(), self.heart_batch_s)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._hold_end = None
+            self._hold_early = math.inf
 
     def company_expected(self) -> bool:
         """Is another notification likely within ``BATCH_LINGER_S``? The running mean of the gaps between
@@ -295,7 +336,11 @@ class Agent:
         look silent; each batch runs the same checks at its own time anyway."""
         while True:
             await sleep_to_next(TICK_S)
-            if self.queue.empty():
+            if self._held:
+                # A batch waits for company: check as of its oldest notification, everything before which has
+                # been handled (a strap whose notification is held is not silent).
+                self.tick(min(self.clock.now(), self._held[0].received_at))
+            elif self.queue.empty():
                 self.tick(self.clock.now())
 
     def tick(self, now: float) -> None:
@@ -364,12 +409,9 @@ class Agent:
         return self.engine.snooze(wearer, episode=episode, kind=kind, seconds=float(minutes) * 60, by=by, t=now)
 
     async def drain(self) -> None:
-        """Process everything already in the intake (used when stopping)."""
-        batch: list[RawNotification] = []
-        while not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        if batch:
-            self.handle(batch)
+        """Process everything held or already in the intake (used when stopping)."""
+        while self._held or not self.queue.empty():
+            self.handle(self._take_held())
         self._commit([], [], self.clock.now(), force_state=True)  # every wearer's latest state, held back or not
 
     # -- one batch ----------------------------------------------------------------------------------------
@@ -403,7 +445,7 @@ class Agent:
 
     def _decode(self, note: RawNotification) -> list[Reading]:
         try:
-            if note.characteristic == "2A37":
+            if note.characteristic == HEART_RATE_MEASUREMENT:
                 return self._heart_rate(note)
             if note.characteristic == "2AA7":
                 return self._glucose(note)

@@ -27,7 +27,10 @@ def hr(bpm: int, t: float) -> RawNotification:
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Agent:
-    cfg = parse_config({"wearers": [{"id": "w1", "devices": [{"kind": "hr_strap", "address": STRAP}]}]})
+    # heart_batch_s 0: the linger alone (tests/agent/test_heart_batch.py covers heart-rate notifications waiting).
+    cfg = parse_config(
+        {"agent": {"heart_batch_s": 0}, "wearers": [{"id": "w1", "devices": [{"kind": "hr_strap", "address": STRAP}]}]}
+    )
     return Agent(cfg, Store(tmp_path / "v.db"))
 
 
