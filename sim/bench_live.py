@@ -79,11 +79,23 @@ def cgm_address(i: int) -> str:
     return f"C0:00:00:00:{i // 256:02X}:{i % 256:02X}"
 
 
-def bench_config(db: Path, port: int, wearers: int, *, agent_id: str = "bench", site: str = "bench") -> Config:
-    """``wearers`` wearers, each with a strap and a CGM, and the default thresholds."""
+def bench_config(
+    db: Path,
+    port: int,
+    wearers: int,
+    *,
+    agent_id: str = "bench",
+    site: str = "bench",
+    heart_batch_s: float | None = None,
+) -> Config:
+    """``wearers`` wearers, each with a strap and a CGM, and the default thresholds (and ``[agent]
+    heart_batch_s``, unless given)."""
+    agent: dict[str, Any] = {"id": agent_id, "site": site, "db": str(db)}
+    if heart_batch_s is not None:
+        agent["heart_batch_s"] = heart_batch_s
     return parse_config(
         {
-            "agent": {"id": agent_id, "site": site, "db": str(db)},
+            "agent": agent,
             "mqtt": {"host": "127.0.0.1", "port": port, "protocol": "5"},
             "wearers": [
                 {
@@ -417,13 +429,20 @@ def wake_probe(*, sleep_s: float = 0.1, rounds: int = 20, decodes: int = 20) -> 
 
 
 async def realtime(
-    port: int, folder: Path, wearers: int, seconds: float, alert_seconds: float, *, probe_rounds: int = 20
+    port: int,
+    folder: Path,
+    wearers: int,
+    seconds: float,
+    alert_seconds: float,
+    *,
+    probe_rounds: int = 20,
+    heart_batch_s: float | None = None,
 ) -> dict[str, Any]:
     """The machine's wake-up cost and the feeder alone (baselines), then a realistic phase (CPU, RSS), then the
     alert phase (latency)."""
     out: dict[str, Any] = {"wake_probe": wake_probe(rounds=probe_rounds)}
     out["feeder_only"] = await feeder_only(wearers, seconds, 60.0)
-    cfg = bench_config(folder / "realtime.db", port, wearers)
+    cfg = bench_config(folder / "realtime.db", port, wearers, heart_batch_s=heart_batch_s)
     async with serving(cfg) as (agent, _publisher, probe):
         out["models"] = [m.describe() for m in agent.models]
         out["model_problems"] = [p.describe() for p in agent.model_problems]
@@ -476,13 +495,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--alert-seconds", type=float, default=30.0)
     parser.add_argument("--probe-rounds", type=int, default=20, help="wake-ups the machine's wake-up probe times")
+    parser.add_argument(
+        "--heart-batch-s", type=float, default=None, help="the agent's [agent] heart_batch_s (default: its default)"
+    )
     args = parser.parse_args(argv)
     for name in ("vigil", "agent", "sim"):
         logging.getLogger(name).setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="vigil-bench-live-") as tmp:
         if args.mode == "realtime":
             run = realtime(
-                args.port, Path(tmp), args.wearers, args.seconds, args.alert_seconds, probe_rounds=args.probe_rounds
+                args.port,
+                Path(tmp),
+                args.wearers,
+                args.seconds,
+                args.alert_seconds,
+                probe_rounds=args.probe_rounds,
+                heart_batch_s=args.heart_batch_s,
             )
             result = asyncio.run(run)
         else:

@@ -145,3 +145,8 @@ def test_wake_probe_times_the_same_work_warm_and_after_sleeping() -> None:
     for key in ("warm_us", "after_sleep_us", "after_sleep_over_warm"):
         assert finite_positive(r[key]), (key, r)
     assert math.isclose(r["after_sleep_over_warm"], r["after_sleep_us"] / r["warm_us"], rel_tol=0.05)
+
+
+def test_bench_config_takes_the_agent_default_or_the_heart_batch_given(tmp_path: Path) -> None:
+    assert bench_config(tmp_path / "a.db", 1883, 2).agent.heart_batch_s == 0.5
+    assert bench_config(tmp_path / "b.db", 1883, 2, heart_batch_s=0.0).agent.heart_batch_s == 0.0
