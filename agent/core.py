@@ -331,14 +331,13 @@ class Agent:
         return self._arrival_gap_s < BATCH_LINGER_S
 
     async def ticker(self) -> None:
-        """Run the time-driven checks every ``TICK_S`` until cancelled. Not while notifications wait in the
-        intake: the clock is then ahead of what has been processed, and a sensor whose data is only queued would
-        look silent; each batch runs the same checks at its own time anyway."""
+        """Run the time-driven checks every ``TICK_S`` until cancelled. Never at a time ahead of what has been
+        processed, where a sensor whose data only waits would look silent: while the core holds a batch (waiting
+        for company), as of the batch's oldest notification; else not while notifications wait in the intake
+        (each batch runs the same checks at its own time anyway)."""
         while True:
             await sleep_to_next(TICK_S)
-            if self._held:
-                # A batch waits for company: check as of its oldest notification, everything before which has
-                # been handled (a strap whose notification is held is not silent).
+            if self._held:  # everything before its oldest notification has been handled
                 self.tick(min(self.clock.now(), self._held[0].received_at))
             elif self.queue.empty():
                 self.tick(self.clock.now())

@@ -401,9 +401,9 @@ async def feeder_only(wearers: int, seconds: float, cgm_every_s: float) -> dict[
 def wake_probe(*, sleep_s: float = 0.1, rounds: int = 20, decodes: int = 20) -> dict[str, float]:
     """What waking up costs on this machine, apart from anything the agent does: the CPU time of one fixed
     piece of the agent's work (``decodes`` Heart Rate Measurements decoded) done back to back, against the same
-    done straight after sleeping ``sleep_s`` (ten wearers' notifications come about 0.1 s apart). On bare metal
-    the two are close; a guest whose memory or caches go cold while it sleeps pays the difference at every
-    wake-up, and the real-time CPU figure with it."""
+    done straight after sleeping ``sleep_s`` (ten wearers' notifications come about 0.1 s apart). Where the two
+    differ much (a virtual machine whose host lets its caches or memory go cold while it sleeps), every
+    wake-up pays the difference, and the real-time CPU figure with it."""
     payload = strap_payloads(3, 0)[1]
 
     def unit() -> float:
