@@ -308,7 +308,7 @@ class LoadedModel:
         self._output_index = int(interpreter.get_output_details()[0]["index"])
         # One sample at a time (the agent's every call): see _predict_one.
         self._thresholds = quantize_thresholds(self.input)
-        self._dequantized = dequantize(np.arange(256, dtype=np.uint8).view(np.int8), self.output)
+        self._dequantized = dequantize_table(self.output)
         self._zeros = np.zeros(math.prod(self.input.shape), dtype=np.float32)
         self._input_tensor = interpreter.tensor(self._input_index)
         self._output_tensor = interpreter.tensor(self._output_index)
@@ -349,8 +349,7 @@ class LoadedModel:
         255 float32 values where it steps up (:func:`quantize_thresholds`, found with :func:`quantize` itself
         when the model is loaded); the int8 values go straight into the interpreter's input buffer (a view
         fetched for this call and let go before ``invoke``, as the runtimes require). Dequantizing is a lookup
-        in the 256 values :func:`dequantize` gives, indexed by the int8 output itself (negative values index
-        from the end, where they are). The finiteness check is a dot product with zeros: NaN exactly when an
+        in :func:`dequantize_table`. The finiteness check is a dot product with zeros: NaN exactly when an
         input is NaN or infinite.
         """
         with self._lock:
@@ -408,6 +407,12 @@ def dequantize(q: npt.NDArray[Any], spec: TensorSpec) -> npt.NDArray[np.float32]
     """Int8 to float: ``scale * (q - zero_point)``."""
     out: npt.NDArray[np.float32] = (q.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
     return out.astype(np.float32)
+
+
+def dequantize_table(spec: TensorSpec) -> npt.NDArray[np.float32]:
+    """:func:`dequantize` of every int8 value, indexed by the int8 value itself (negative values index from
+    the end, where they are): ``dequantize_table(spec)[q] == dequantize(q, spec)``."""
+    return dequantize(np.arange(256, dtype=np.uint8).view(np.int8), spec)
 
 
 def tensor_specs(interpreter: Interpreter) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:

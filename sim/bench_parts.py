@@ -36,9 +36,16 @@ from agent.clock import VirtualClock
 from agent.core import BATCH_MAX, Agent
 from agent.forecast import ForecastParams, encode_windows
 from agent.messages import RawNotification
-from agent.models import PACKAGED_MODELS_DIR, LoadedModel, dequantize, load_models, quantize, quantize_thresholds
+from agent.models import (
+    PACKAGED_MODELS_DIR,
+    LoadedModel,
+    dequantize_table,
+    load_models,
+    quantize,
+    quantize_thresholds,
+)
 from agent.rhythm import RhythmParams, model_input
-from agent.runtime import load_interpreter
+from agent.runtime import Interpreter, load_interpreter
 from agent.signals.glucose import resample_glucose
 from agent.signals.rr import rr_windows
 from agent.store import Reading, Store
@@ -165,10 +172,16 @@ def model_inputs(model: LoadedModel, seed: int = 0) -> npt.NDArray[np.float32]:
     return rng.uniform(-1.0, 1.0, model.input.shape).astype(np.float32)
 
 
-def bare_invoker(model: LoadedModel) -> Callable[[], None]:
-    """``invoke`` of a second interpreter of the same file and runtime, its input set once."""
+def second_interpreter(model: LoadedModel) -> Interpreter:
+    """Another interpreter of the same packaged file on the same runtime: what the bare costs run on."""
     content = (PACKAGED_MODELS_DIR / f"{model.name}.tflite").read_bytes()
     interpreter, _ = load_interpreter(content, runtime=model.runtime, name=model.name)
+    return interpreter
+
+
+def bare_invoker(model: LoadedModel) -> Callable[[], None]:
+    """``invoke`` of a second interpreter of the same file and runtime, its input set once."""
+    interpreter = second_interpreter(model)
     index = int(interpreter.get_input_details()[0]["index"])
     interpreter.set_tensor(index, quantize(model_inputs(model), model.input))
     return interpreter.invoke
@@ -184,14 +197,13 @@ def inference_steps(model: LoadedModel, *, seconds: float, rounds: int) -> dict[
     * ``dequantize``: int8 output to float (a 256-entry table);
     * ``finite_check``: refusing NaN and infinite inputs.
     """
-    content = (PACKAGED_MODELS_DIR / f"{model.name}.tflite").read_bytes()
-    interpreter, _ = load_interpreter(content, runtime=model.runtime, name=model.name)
+    interpreter = second_interpreter(model)
     in_view = interpreter.tensor(int(interpreter.get_input_details()[0]["index"]))
     out_view = interpreter.tensor(int(interpreter.get_output_details()[0]["index"]))
     x = model_inputs(model)
     q = quantize(x, model.input)
     thresholds = quantize_thresholds(model.input)
-    table = dequantize(np.arange(256, dtype=np.uint8).view(np.int8), model.output)
+    table = dequantize_table(model.output)
     zeros = np.zeros(x.size, dtype=np.float32)
 
     def io_only() -> npt.NDArray[np.int8]:
@@ -213,8 +225,7 @@ def inference_steps(model: LoadedModel, *, seconds: float, rounds: int) -> dict[
     def finite_check() -> object:
         return math.isfinite(x.reshape(-1).dot(zeros))
 
-    steps = {"io_only": io_only, "quantize": quantize_step, "dequantize": dequantize_step}
-    steps["finite_check"] = finite_check
+    steps = {"io_only": io_only, "quantize": quantize_step, "dequantize": dequantize_step, "finite_check": finite_check}
     return {
         name: round(1e6 * statistics.median(per_call(fn, seconds) for _ in range(rounds)), 2)
         for name, fn in steps.items()
